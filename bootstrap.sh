@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything autofix needs on a fresh Debian machine, idempotently:
+#   system packages (Docker, debootstrap), the Docker daemon, a virtual environment in .venv with
+#   autofix, the bundled helpdesk example and the test tools, and the offline sandbox base image.
+# Safe to run again: each step is skipped when already done. Needs root (or sudo) for apt and dockerd.
+set -euo pipefail
+cd "$(dirname "$0")"
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v iptables >/dev/null || need_apt+=(iptables)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd (log: /tmp/dockerd.log)"
+  $SUDO sh -c 'nohup dockerd >/tmp/dockerd.log 2>&1 &'
+  for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || log "dockerd did not start; Docker sandboxes will be unavailable (see /tmp/dockerd.log)"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+if ! .venv/bin/python -c "import autofix, helpdesk, llama_cpp" >/dev/null 2>&1; then
+  log "installing Python packages (llama-cpp-python compiles from source: about 8 minutes the first time)"
+  .venv/bin/pip install -q -e ".[test]" -e examples/helpdesk
+fi
+
+if docker info >/dev/null 2>&1; then
+  sandboxes/base/build.sh
+fi
+log "ready: .venv/bin/autofix --help"

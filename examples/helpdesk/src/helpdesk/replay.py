@@ -1,0 +1,56 @@
+"""Replay entry point of the autofix protocol: `python -m helpdesk.replay --cases CASES.jsonl --out RESULTS.jsonl`.
+
+Reads one case per line ({"case_id", "input", "expected"?, "metadata"?}) and writes one result per case
+({"case_id", "output", "spans", "error", "latency_ms"}), in input order, flushing as it goes.
+A case that fails is written with its error; a malformed line is reported as a failed case too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from helpdesk.assistant import Assistant
+
+
+def run_case(assistant: Assistant, line_no: int, line: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    case_id = f"line-{line_no}"
+    try:
+        case = json.loads(line)
+        case_id = str(case["case_id"])
+        reply = assistant.answer(str(case["input"]), case.get("metadata") or {}, case_id=case_id)
+        output, spans, error = reply.output, reply.spans, None
+    except Exception as exc:  # one broken case must not stop the others
+        output, spans, error = None, [], f"{type(exc).__name__}: {exc}"
+    return {"case_id": case_id, "output": output, "spans": spans, "error": error,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpdesk.replay", description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=Path, required=True, help="JSONL file of cases")
+    parser.add_argument("--out", type=Path, required=True, help="JSONL file to write results to")
+    parser.add_argument("--workers", type=int, default=1, help="cases answered concurrently (default 1)")
+    args = parser.parse_args(argv)
+
+    lines = [(n, line) for n, line in enumerate(args.cases.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    assistant = Assistant()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    with args.out.open("w", encoding="utf-8") as out, ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        for result in pool.map(lambda item: run_case(assistant, *item), lines):
+            failures += result["error"] is not None
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            out.flush()
+    print(f"replayed {len(lines)} cases, {failures} with errors -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

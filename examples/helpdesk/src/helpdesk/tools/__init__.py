@@ -1,0 +1,1 @@
+"""Tools the assistant can call, each with a JSON argument schema."""

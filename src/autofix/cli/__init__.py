@@ -1,0 +1,15 @@
+"""The `autofix` command line: a thin layer over the Python API, one module per command group."""
+
+import typer
+
+from autofix.cli import config_cmd, demo_cmd, gateway_cmd
+
+app = typer.Typer(
+    name="autofix",
+    help="Turn production failures of an AI assistant into reviewed, validated fixes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(gateway_cmd.app, name="gateway")
+app.command("demo")(demo_cmd.demo)
