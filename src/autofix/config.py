@@ -69,6 +69,7 @@ __all__ = [
     "TriageWeights",
     "builtin_policies_dir",
     "builtin_policy_names",
+    "glob_matches",
     "load_config",
     "load_gate_policy",
     "resolve_policy_path",
@@ -181,6 +182,72 @@ def _existing_dir(value: str, info: ValidationInfo) -> str:
 def _glob_files(root: Path, pattern: str) -> list[Path]:
     matches = glob.glob(str(root / pattern), recursive=True)
     return sorted(Path(m).resolve() for m in matches if os.path.isfile(m))
+
+
+def _glob_component(part: str) -> str:
+    """Regex for one path component of a glob (`*`, `?`, `[...]`; never crosses `/`)."""
+    out: list[str] = []
+    i, n = 0, len(part)
+    while i < n:
+        c = part[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = i + 1
+            if j < n and part[j] == "!":
+                j += 1
+            if j < n and part[j] == "]":
+                j += 1
+            while j < n and part[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))
+            else:
+                body = part[i + 1 : j].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                elif body.startswith("^"):
+                    body = "\\" + body
+                out.append(f"(?!/)[{body}]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    regex = "".join(out)
+    # glob.glob: a wildcard does not match a leading dot unless the pattern starts with one.
+    if not part.startswith(".") and any(ch in part for ch in "*?["):
+        regex = r"(?!\.)" + regex
+    return regex
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    parts = [p for p in pattern.replace("\\", "/").split("/") if p not in ("", ".")]
+    regex = ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            regex += r"(?:(?!\.)[^/]+/)*(?!\.)[^/]+" if last else r"(?:(?!\.)[^/]+/)*"
+        else:
+            regex += _glob_component(part) + ("" if last else "/")
+    return re.compile(regex)
+
+
+def glob_matches(pattern: str, rel_path: str) -> bool:
+    """Whether a file at `rel_path` (POSIX, relative to autofix.yaml) is matched by a surface glob.
+
+    The same rules as the globs expand with on disk (`glob.glob(..., recursive=True)`): `*` and
+    `?` stay inside one folder, `**` as a whole component spans any number of folders, and
+    wildcards skip names starting with a dot. Decided on the path alone, so it also answers for
+    files that do not exist (yet, or any more): new files, deleted files, other checkouts.
+    """
+    rel = rel_path.replace("\\", "/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    if not rel or rel.startswith("/") or ".." in rel.split("/"):
+        return False
+    return _glob_regex(pattern).fullmatch(rel) is not None
 
 
 def _matching_glob(value: str, info: ValidationInfo) -> str:
@@ -741,6 +808,13 @@ class AutofixConfig(_Strict):
         for pattern in getattr(self.surfaces, kind):
             files.update(_glob_files(self.root, pattern))
         return sorted(files)
+
+    def surface_globs(self) -> list[str]:
+        """Every surface as a glob relative to autofix.yaml (prompts, code, the retrieval file)."""
+        globs = [*self.surfaces.prompts, *self.surfaces.code]
+        if self.surfaces.retrieval:
+            globs.append(self.surfaces.retrieval.file)
+        return globs
 
     def allowed_files(self) -> list[Path]:
         """Every file an optimizer may change: all surfaces together."""

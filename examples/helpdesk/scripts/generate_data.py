@@ -82,7 +82,7 @@ def tool_questions(rng: random.Random) -> list[dict[str, Any]]:
             "defect": "tool_date_format", "user": user, "now": now.isoformat(),
         })
     create_items = ["my monitor flickers when docked", "the badge reader on floor 2 is broken",
-                    "my expense claim was rejected twice", "Teams keeps dropping audio", "the printer on floor 3 jams",
+                    "my expense claim was rejected twice", "MeetSpace keeps dropping audio", "the printer on floor 3 jams",
                     "I can't access the finance share", "my laptop keyboard is missing keys", "the VPN is down for me"]
     for n, item in enumerate(create_items):
         phrasings = [f"Please open a ticket: {item}", f"can you create a ticket, {item}", f"raise a ticket for me - {item}",
