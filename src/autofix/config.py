@@ -206,6 +206,8 @@ def _glob_component(part: str) -> str:
                 out.append(re.escape(c))
             else:
                 body = part[i + 1 : j].replace("\\", "\\\\")
+                for special in "[&~|":  # literal inside a set; unescaped they read as nested sets
+                    body = body.replace(special, "\\" + special)
                 if body.startswith("!"):
                     body = "^" + body[1:]
                 elif body.startswith("^"):

@@ -2,7 +2,7 @@
 
 import typer
 
-from autofix.cli import config_cmd, demo_cmd, gateway_cmd
+from autofix.cli import config_cmd, demo_cmd, gateway_cmd, worktrees_cmd
 
 app = typer.Typer(
     name="autofix",
@@ -12,4 +12,5 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(gateway_cmd.app, name="gateway")
+app.add_typer(worktrees_cmd.app, name="worktrees")
 app.command("demo")(demo_cmd.demo)

@@ -14,10 +14,12 @@ from helpdesk.llm import ModelEndpoint
 from helpdesk.retrieval import RetrievalConfig, Retriever
 from helpdesk.router import Route, route
 from helpdesk.spans import SpanRecorder
+from helpdesk.text import tokenize
 from helpdesk.tools.dates import parse_since, to_tool_date
 from helpdesk.tools.tickets import TicketSystem, ToolError
 
-STOPWORDS = frozenset("a an and the of for to in on with your my how what is are do i policy guide faq".split())
+# Title words that name no topic of their own.
+GENERIC_TITLE_WORDS = frozenset("policy guide faq how using new".split())
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Assistant:
         documents = [d for d in load_corpus(self.root / "corpus")]
         self.retriever = Retriever(documents, RetrievalConfig.load(self.root / "config" / "retrieval.yaml"))
         self.topic_terms = frozenset(
-            w.lower() for d in documents for w in re.findall(r"[A-Za-z][A-Za-z-]+", d.title) if len(w) > 2 and w.lower() not in STOPWORDS
+            w for d in documents for w in tokenize(d.title, drop_stopwords=True) if len(w) > 2 and w not in GENERIC_TITLE_WORDS
         )
         self.tickets = TicketSystem(self.root / "data" / "tickets_seed.json")
         self.model = model or ModelEndpoint.from_env()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import bm25s
 import yaml
 
 from helpdesk.corpus import Document
-
-_TOKEN = re.compile(r"[a-z0-9€$£]+(?:[-'][a-z0-9]+)*")
+from helpdesk.text import tokenize
 
 
 @dataclass(frozen=True)
@@ -22,6 +20,7 @@ class RetrievalConfig:
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     title_in_chunks: bool = False
+    remove_stopwords: bool = False
 
     @classmethod
     def load(cls, path: Path) -> "RetrievalConfig":
@@ -50,10 +49,6 @@ class Hit:
     text: str
 
 
-def tokenize(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
-
-
 def chunk_documents(documents: list[Document], config: RetrievalConfig) -> list[Chunk]:
     chunks: list[Chunk] = []
     step = config.chunk_size - config.chunk_overlap
@@ -75,11 +70,11 @@ class Retriever:
         self.config = config
         self.chunks = chunk_documents(documents, config)
         self._index = bm25s.BM25(k1=config.bm25_k1, b=config.bm25_b)
-        self._index.index([tokenize(c.text) for c in self.chunks], show_progress=False)
+        self._index.index([tokenize(c.text, config.remove_stopwords) for c in self.chunks], show_progress=False)
 
     def search(self, query: str, top_k: int | None = None) -> list[Hit]:
         k = min(top_k or self.config.top_k, len(self.chunks))
-        tokens = tokenize(query)
+        tokens = tokenize(query, self.config.remove_stopwords)
         if not tokens:
             return []
         ids, scores = self._index.retrieve([tokens], k=k, show_progress=False)
