@@ -1,0 +1,121 @@
+"""Replaying cases through the target's replay command inside a sandbox, against the model gateway.
+
+The cases go out in batches (`replay.batch_size`), each batch one run of the replay command in the
+sandbox with its own io folder; batches run `parallel` at a time. Every case comes back as a
+`CaseResult`: what the command wrote for it, or a failed result saying why nothing came back.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from pydantic import ValidationError
+
+from autofix.config import AutofixConfig
+from autofix.models.gateway import GatewayServer
+from autofix.replay.records import Case, CaseResult, CaseUsage
+from autofix.sandbox import Sandbox
+from autofix.sandbox.base import SandboxResult, SandboxRun
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of cases just finished."""
+
+
+def _batches(cases: list[Case], size: int) -> list[list[Case]]:
+    return [cases[i:i + size] for i in range(0, len(cases), size)]
+
+
+def _why_missing(run: SandboxResult) -> str:
+    if run.ok:
+        return "the replay command exited 0 but wrote no result for this case"
+    tail = run.stderr.strip().splitlines()[-3:]
+    detail = f"; stderr: {' | '.join(tail)}" if tail else ""
+    return f"the replay command failed ({run.reason or f'exit {run.exit_code}'}){detail}"
+
+
+def _read_results(out_file: Path, batch: list[Case], run: SandboxResult) -> list[CaseResult]:
+    wanted = {case.case_id for case in batch}
+    found: dict[str, CaseResult] = {}
+    if out_file.exists():
+        for line in out_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                result = CaseResult.model_validate(json.loads(line))
+            except (json.JSONDecodeError, ValidationError):
+                continue  # a malformed row counts as no result for its case
+            if result.case_id in wanted:
+                found.setdefault(result.case_id, result)
+    results = []
+    for case in batch:
+        result = found.get(case.case_id) or CaseResult(case_id=case.case_id, error=_why_missing(run))
+        if result.error is None and not (result.output or "").strip():
+            result = result.model_copy(update={"error": "empty output"})
+        results.append(result)
+    return results
+
+
+def replay_cases(
+    cases: list[Case],
+    *,
+    config: AutofixConfig,
+    target_dir: Path,
+    sandbox: Sandbox,
+    gateway: GatewayServer,
+    replay_id: str,
+    io_root: Path,
+    image: str | None = None,
+    parallel: int = 1,
+    on_progress: ProgressCallback | None = None,
+) -> list[CaseResult]:
+    """Replay `cases` against the target checked out at `target_dir`; results come back in case order.
+
+    `replay_id` names this replay at the gateway (its own API key, its own usage rows).
+    """
+    workdir = target_dir / config.workdir_path.relative_to(config.root)
+    key = gateway.store.issue_key(replay_id)
+    env = {
+        **config.replay.env,
+        "AUTOFIX_MODEL_BASE_URL": gateway.base_url_for(sandbox.gateway_url_host()),
+        "AUTOFIX_MODEL_API_KEY": key,
+        "AUTOFIX_MODEL": config.model.name,
+    }
+
+    def run_batch(numbered: tuple[int, list[Case]]) -> list[CaseResult]:
+        n, batch = numbered
+        io_dir = io_root / f"batch-{n:04d}"
+        io_dir.mkdir(parents=True, exist_ok=True)
+        cases_file, out_file = io_dir / "cases.jsonl", io_dir / "results.jsonl"
+        cases_file.write_text("".join(c.model_dump_json() + "\n" for c in batch), encoding="utf-8")
+        command = config.replay.command.format(
+            cases=shlex.quote(sandbox.io_path(io_dir, cases_file)), out=shlex.quote(sandbox.io_path(io_dir, out_file))
+        )
+        run = sandbox.run(SandboxRun(
+            command=command, workdir=workdir, io_dir=io_dir, env=env, image=image,
+            timeout_s=config.replay.timeout_s, gateway_port=gateway.port,
+        ))
+        (io_dir / "sandbox.json").write_text(run.model_dump_json(indent=1), encoding="utf-8")
+        results = _read_results(out_file, batch, run)
+        if on_progress:
+            on_progress(len(batch))
+        return results
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            batched = list(pool.map(run_batch, enumerate(_batches(cases, config.replay.batch_size))))
+    finally:
+        gateway.store.revoke(replay_id)
+
+    usage = gateway.store.usage_by_case(replay_id)
+    results = []
+    for result in (r for batch in batched for r in batch):
+        spent = usage.get(result.case_id)
+        if spent:
+            result = result.model_copy(update={"usage": CaseUsage(
+                calls=spent["calls"], tokens=spent["tokens"], cost_usd=spent["cost_usd"],
+                model_latency_ms=spent["latency_ms"], errors=spent["errors"],
+            )})
+        results.append(result)
+    return results

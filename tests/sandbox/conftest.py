@@ -1,0 +1,48 @@
+"""Fixtures of the sandbox tests: folders, and a Docker sandbox or a clean skip."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from autofix.sandbox import network as sandbox_network
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A worktree-like folder with a file in it, and an empty io folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "hello.txt").write_text("hello from the worktree\n")
+    io = tmp_path / "io"
+    io.mkdir()
+    return work, io
+
+
+@pytest.fixture
+def fresh_warnings():
+    """Forget which once-per-process warnings were said, so a test can see them again."""
+    saved = set(sandbox_network._warned)
+    sandbox_network._warned.clear()
+    yield
+    sandbox_network._warned.clear()
+    sandbox_network._warned.update(saved)
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox():
+    """The Docker sandbox on the real daemon, or a skip saying why Docker is unusable here."""
+    from autofix.sandbox import SandboxUnavailable
+    from autofix.sandbox.docker_backend import DockerSandbox
+    from autofix.sandbox.image import BASE_IMAGE, _image_id
+
+    try:
+        sandbox = DockerSandbox(start_daemon=False)
+    except SandboxUnavailable as exc:
+        pytest.skip(f"Docker is unusable here: {exc}")
+    if _image_id(sandbox.client, BASE_IMAGE) is None:
+        pytest.skip(f"the sandbox base image {BASE_IMAGE} is missing: run sandboxes/base/build.sh")
+    logging.getLogger("autofix.sandbox").info("sandbox network gateway: %s", sandbox.gateway_bind_host())
+    return sandbox
