@@ -16,7 +16,7 @@ from helpdesk.router import Route, route
 from helpdesk.spans import SpanRecorder
 from helpdesk.text import tokenize
 from helpdesk.tools.dates import parse_since, to_tool_date
-from helpdesk.tools.tickets import TicketSystem, ToolError
+from helpdesk.tools.tickets import SCHEMAS, TicketSystem, ToolError
 
 # Title words that name no topic of their own.
 GENERIC_TITLE_WORDS = frozenset("policy guide faq how using new".split())
@@ -96,7 +96,7 @@ class Assistant:
         else:
             arguments = {"requester": user, "summary": question.strip()[:200], "category": _category(question),
                          "priority": "high" if re.search(r"\b(urgent|asap|down|outage|cannot work)\b", question, re.I) else "medium"}
-        with recorder.span("tool", decision.tool, input=arguments) as span:
+        with recorder.span("tool", decision.tool, input=arguments, json_schema=SCHEMAS[decision.tool]) as span:
             try:
                 result = self.tickets.call(decision.tool, arguments, today=today.isoformat())
             except ToolError as exc:
