@@ -29,20 +29,3 @@ def fresh_warnings():
     yield
     sandbox_network._warned.clear()
     sandbox_network._warned.update(saved)
-
-
-@pytest.fixture(scope="session")
-def docker_sandbox():
-    """The Docker sandbox on the real daemon, or a skip saying why Docker is unusable here."""
-    from autofix.sandbox import SandboxUnavailable
-    from autofix.sandbox.docker_backend import DockerSandbox
-    from autofix.sandbox.image import BASE_IMAGE, _image_id
-
-    try:
-        sandbox = DockerSandbox(start_daemon=False)
-    except SandboxUnavailable as exc:
-        pytest.skip(f"Docker is unusable here: {exc}")
-    if _image_id(sandbox.client, BASE_IMAGE) is None:
-        pytest.skip(f"the sandbox base image {BASE_IMAGE} is missing: run sandboxes/base/build.sh")
-    logging.getLogger("autofix.sandbox").info("sandbox network gateway: %s", sandbox.gateway_bind_host())
-    return sandbox

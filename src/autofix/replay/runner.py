@@ -89,9 +89,9 @@ def replay_cases(
         io_dir.mkdir(parents=True, exist_ok=True)
         cases_file, out_file = io_dir / "cases.jsonl", io_dir / "results.jsonl"
         cases_file.write_text("".join(c.model_dump_json() + "\n" for c in batch), encoding="utf-8")
-        command = config.replay.command.format(
-            cases=shlex.quote(sandbox.io_path(io_dir, cases_file)), out=shlex.quote(sandbox.io_path(io_dir, out_file))
-        )
+        # Plain replacement, not str.format: commands may hold other braces (shell ${VAR}, JSON).
+        command = config.replay.command.replace("{cases}", shlex.quote(sandbox.io_path(io_dir, cases_file))).replace(
+            "{out}", shlex.quote(sandbox.io_path(io_dir, out_file)))
         run = sandbox.run(SandboxRun(
             command=command, workdir=workdir, io_dir=io_dir, env=env, image=image,
             timeout_s=config.replay.timeout_s, gateway_port=gateway.port,
