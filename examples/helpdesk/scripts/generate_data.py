@@ -10,8 +10,8 @@
    simulated user population reacts to each answer according to the gold answer (thumbs, comments, rephrasing in
    the same session, abandonment, escalation) and an online judge scores it. A user who rephrases asks again in
    the same session, and that follow-up is replayed too.
-4. data/traces_gold.jsonl maps each trace to its base question and planted defect, for measuring triage; it is
-   never read by autofix itself.
+4. data/traces_gold.jsonl and data/regression_gold.jsonl map each trace and regression case to its base question
+   and planted defect, for measuring triage and fixes; autofix itself never reads them.
 5. data/judge_golden_candidates.jsonl: answers sampled for human labelling (data/judge_golden.jsonl holds the labels).
 """
 
@@ -223,12 +223,16 @@ def main() -> int:
 
     questions = load_questions(rng)
     by_qid = {q["qid"]: q for q in questions}
+    by_input = {q["question"]: q for q in questions}
     print(f"{len(questions)} base questions", file=sys.stderr)
 
     regression = [{"case_id": f"reg-{n:03d}", "input": q["question"], "expected": expected_of(q),
                    "metadata": case_metadata(q, USERS[n % len(USERS)], "2026-11-23")}
                   for n, q in enumerate(pick_regression(questions, args.regression, rng))]
     write_jsonl(ROOT / "data" / "regression.jsonl", regression)
+    write_jsonl(ROOT / "data" / "regression_gold.jsonl", [
+        {"case_id": case["case_id"], "qid": q["qid"], "defect": q.get("defect"), "task_type": q["task_type"]}
+        for case, q in zip(regression, (by_input[c["input"]] for c in regression))])
 
     # First queries of every session: a base question in one of its phrasings, at a working-hours time in November.
     sessions = []
