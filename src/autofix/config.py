@@ -672,6 +672,11 @@ class TriageThresholds(_Strict):
         default=120, gt=0, description="A new message within this many seconds of the last counts as a rephrase."
     )
     latency_outlier_z: float = Field(default=3.0, gt=0, description="z-score above which latency is an outlier.")
+    scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="Pass mark per score name: a score below it is a judged failure. Default: 0.5 for scores "
+        "in [0, 1], the rubric judge's threshold for a score named after a rubric judge.",
+    )
 
 
 class TriageConfig(_Strict):
@@ -679,6 +684,10 @@ class TriageConfig(_Strict):
 
     weights: TriageWeights = Field(default_factory=TriageWeights, description="Signal weights.")
     thresholds: TriageThresholds = Field(default_factory=TriageThresholds, description="Detector thresholds.")
+    llm_classifier: bool = Field(
+        default=True,
+        description="Ask the LLM classifier (model.judge) about failures no deterministic rule explains.",
+    )
 
 
 class AutofixConfig(_Strict):

@@ -31,12 +31,14 @@ def demo(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Replay only the first N regression cases."),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Override replay.sandbox: docker or local."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Replay every case, even those the replay cache knows."),
 ) -> None:
     """Replay the target's regression set through the model gateway in a sandbox and score it.
 
     Uses the embedded defaults: the local model (SmolLM2-135M-Instruct) behind the gateway, Docker
     sandboxes where Docker works (else the local sandbox, if the config allows it), SQLite for usage.
     Artifacts go to the target's state folder: <state>/<run-id>/results.jsonl and summary.json.
+    Cases whose result the replay cache holds for the unchanged working tree are not run again.
     """
     console = Console(stderr=True)
     path = config_path or bundled_example()
@@ -52,7 +54,7 @@ def demo(
         task = progress.add_task("replay", total=None)
         try:
             run = run_demo(
-                config, limit=limit, sandbox_kind=sandbox,
+                config, limit=limit, sandbox_kind=sandbox, use_cache=not no_cache,
                 on_stage=lambda text: console.print(f"[bold]•[/bold] {text}") if not as_json else None,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
@@ -63,7 +65,7 @@ def demo(
     summary = run.summary
     if as_json:
         typer.echo(json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "sandbox": run.sandbox,
-                               **summary.model_dump()}, indent=2))
+                               "cache_hits": run.cache_hits, **summary.model_dump()}, indent=2))
         return
 
     out = Console()
@@ -87,7 +89,7 @@ def demo(
 
     out.print(f"failed cases {summary.failed_cases}/{summary.cases} · latency p50 {summary.latency_ms['p50']:.0f} ms, "
               f"p95 {summary.latency_ms['p95']:.0f} ms · {summary.tokens} tokens · ${summary.cost_usd:.4f} · "
-              f"{summary.tool_calls} tool calls · sandbox {run.sandbox}")
+              f"{summary.tool_calls} tool calls · sandbox {run.sandbox} · {run.cache_hits} from the replay cache")
     if summary.unavailable_checks:
         out.print(f"[yellow]not run (check not implemented yet):[/yellow] {', '.join(summary.unavailable_checks)}")
     out.print(f"artifacts: {run.run_dir}")

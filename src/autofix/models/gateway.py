@@ -111,6 +111,8 @@ def create_app(
     app = FastAPI(title="autofix model gateway", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.model = model
+    inflight = InFlight()
+    app.state.inflight = inflight
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -199,6 +201,14 @@ def create_app(
         case_id = request.headers.get(CASE_HEADER) or None
 
         started = time.perf_counter()
+        inflight.enter(run_id, case_id)
+        try:
+            return await _complete(run_id, case_id, body, messages, params, started, request)
+        finally:
+            inflight.leave(run_id, case_id)
+
+    async def _complete(run_id: str, case_id: str | None, body: ChatRequest, messages: list[dict[str, Any]],
+                        params: dict[str, Any], started: float, request: Request) -> Any:
         try:
             response = await litellm.acompletion(
                 model=model, messages=messages, timeout=timeout_s, **params, **extra
@@ -226,6 +236,9 @@ def create_app(
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        # A caller that hung up (its own timeout) never got this answer: the call cost what it cost,
+        # but it failed for the caller, which is the infrastructure's fault, not the assistant's.
+        gone = await request.is_disconnected()
         store.record(
             run_id,
             case_id,
@@ -234,7 +247,8 @@ def create_app(
             completion_tokens=completion_tokens,
             cost_usd=cost_usd(response, model),
             latency_ms=latency_ms,
-            status="ok",
+            status="error" if gone else "ok",
+            error=f"the caller hung up after {latency_ms / 1000:.1f} s, before the answer came" if gone else None,
             requested_model=body.model,
         )
         content = response.model_dump() if hasattr(response, "model_dump") else dict(response)
@@ -242,6 +256,44 @@ def create_app(
         return JSONResponse(content=jsonable_encoder(content))
 
     return app
+
+
+class InFlight:
+    """Calls the gateway is answering now, per run and case (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str | None], int] = {}
+        self._idle = threading.Condition(self._lock)
+
+    def enter(self, run_id: str, case_id: str | None) -> None:
+        with self._lock:
+            self._counts[(run_id, case_id)] = self._counts.get((run_id, case_id), 0) + 1
+
+    def leave(self, run_id: str, case_id: str | None) -> None:
+        with self._lock:
+            left = self._counts.get((run_id, case_id), 1) - 1
+            if left > 0:
+                self._counts[(run_id, case_id)] = left
+            else:
+                self._counts.pop((run_id, case_id), None)
+            self._idle.notify_all()
+
+    def cases(self, run_id: str) -> dict[str | None, int]:
+        """Case id -> calls of `run_id` still being answered."""
+        with self._lock:
+            return {case: n for (run, case), n in self._counts.items() if run == run_id}
+
+    def wait_idle(self, run_id: str, timeout_s: float) -> dict[str | None, int]:
+        """Wait until `run_id` has no call in flight (at most `timeout_s`); returns what is still in flight."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while True:
+                left = {case: n for (run, case), n in self._counts.items() if run == run_id}
+                remaining = deadline - time.monotonic()
+                if not left or remaining <= 0:
+                    return left
+                self._idle.wait(remaining)
 
 
 class GatewayServer:
@@ -301,6 +353,11 @@ class GatewayServer:
     @property
     def url(self) -> str:
         return self.url_for(self.host)
+
+    @property
+    def inflight(self) -> InFlight:
+        """The calls being answered now (a replay waits for its own before reading their usage)."""
+        return self.app.state.inflight
 
     @property
     def base_url(self) -> str:

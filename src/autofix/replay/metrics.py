@@ -7,8 +7,8 @@ from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
-from autofix.config import AutofixConfig, CheckJudge
-from autofix.judges.checks import CHECKS, CheckOutcome
+from autofix.config import AutofixConfig
+from autofix.judges.checks import CheckOutcome
 from autofix.replay.records import Case, CaseResult
 
 
@@ -46,21 +46,15 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def score_cases(cases: list[Case], results: list[CaseResult], config: AutofixConfig) -> tuple[list[CaseScore], list[str]]:
-    """Run every configured check judge that autofix implements; also return the configured checks it lacks."""
-    judges = [j for j in config.judges if isinstance(j, CheckJudge)]
-    runnable = [j for j in judges if j.check in CHECKS]
-    unavailable = [f"{j.name} ({j.check})" for j in judges if j.check not in CHECKS]
-    by_id = {r.case_id: r for r in results}
-    scores = []
-    for case in cases:
-        result = by_id[case.case_id]
-        outcomes = {}
-        for judge in runnable:
-            kwargs = {"k": judge.k} if judge.check == "recall_at_k" and judge.k else {}
-            outcomes[judge.name] = CHECKS[judge.check](case, result, **kwargs)
-        scores.append(CaseScore(case_id=case.case_id, checks=outcomes))
-    return scores, unavailable
+def score_cases(cases: list[Case], results: list[CaseResult], config: AutofixConfig, *,
+                use_rubrics: bool = False) -> tuple[list[CaseScore], list[str]]:
+    """Run every configured check judge (and, with `use_rubrics`, the rubric judges); also return the
+    configured judges that could not run or gave no verdict."""
+    # --- judges hook: the judges room runs the judges (check args, rubric judges, versions, caches) ---
+    from autofix.judges.run import judge_cases
+
+    judged, unavailable = judge_cases(cases, results, config, use_rubrics=use_rubrics)
+    return [CaseScore(case_id=j.case_id, checks=j.outcomes) for j in judged], unavailable
 
 
 def summarize(cases: list[Case], results: list[CaseResult], scores: list[CaseScore], unavailable: list[str]) -> ReplaySummary:

@@ -34,6 +34,9 @@ class CaseResult(BaseModel):
     """One result: the target's answer, spans and error, plus the gateway's usage for the case.
 
     A case that crashed, timed out or came back empty is a result with `error` set, never a missing row.
+    `infrastructure` marks a failure autofix saw rather than one the target reported (the sandbox
+    crashed or timed out, the command wrote nothing for the case, the model gateway failed): such a
+    result says nothing about the target at that commit, so it is never cached.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -44,6 +47,7 @@ class CaseResult(BaseModel):
     error: str | None = None
     latency_ms: float = 0.0
     usage: CaseUsage = Field(default_factory=CaseUsage)
+    infrastructure: bool = False
 
     @property
     def failed(self) -> bool:

@@ -11,15 +11,20 @@ import json
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import ValidationError
 
 from autofix.config import AutofixConfig
-from autofix.models.gateway import GatewayServer
 from autofix.replay.records import Case, CaseResult, CaseUsage
 from autofix.sandbox import Sandbox
-from autofix.sandbox.base import SandboxResult, SandboxRun
+from autofix.sandbox.base import SandboxError, SandboxResult, SandboxRun
+
+if TYPE_CHECKING:
+    from autofix.models.gateway import GatewayServer  # imports litellm: only for the annotation
+
+INFLIGHT_GRACE_S = 60.0
+"""How long a replay waits, after its batches ended, for model calls its cases left running."""
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of cases just finished."""
@@ -47,10 +52,12 @@ def _read_results(out_file: Path, batch: list[Case], run: SandboxResult) -> list
             except (json.JSONDecodeError, ValidationError):
                 continue  # a malformed row counts as no result for its case
             if result.case_id in wanted:
-                found.setdefault(result.case_id, result)
+                # What the target wrote is its own answer, whatever the row claims.
+                found.setdefault(result.case_id, result.model_copy(update={"infrastructure": False}))
     results = []
     for case in batch:
-        result = found.get(case.case_id) or CaseResult(case_id=case.case_id, error=_why_missing(run))
+        result = found.get(case.case_id) or CaseResult(case_id=case.case_id, error=_why_missing(run),
+                                                       infrastructure=True)
         if result.error is None and not (result.output or "").strip():
             result = result.model_copy(update={"error": "empty output"})
         results.append(result)
@@ -92,12 +99,18 @@ def replay_cases(
         # Plain replacement, not str.format: commands may hold other braces (shell ${VAR}, JSON).
         command = config.replay.command.replace("{cases}", shlex.quote(sandbox.io_path(io_dir, cases_file))).replace(
             "{out}", shlex.quote(sandbox.io_path(io_dir, out_file)))
-        run = sandbox.run(SandboxRun(
-            command=command, workdir=workdir, io_dir=io_dir, env=env, image=image,
-            timeout_s=config.replay.timeout_s, gateway_port=gateway.port,
-        ))
-        (io_dir / "sandbox.json").write_text(run.model_dump_json(indent=1), encoding="utf-8")
-        results = _read_results(out_file, batch, run)
+        try:
+            run = sandbox.run(SandboxRun(
+                command=command, workdir=workdir, io_dir=io_dir, env=env, image=image,
+                timeout_s=config.replay.timeout_s, gateway_port=gateway.port,
+            ))
+        except SandboxError as exc:  # the sandbox itself broke: every case of the batch fails, with why
+            (io_dir / "sandbox-error.txt").write_text(str(exc), encoding="utf-8")
+            results = [CaseResult(case_id=c.case_id, error=f"the sandbox failed: {exc}", infrastructure=True)
+                       for c in batch]
+        else:
+            (io_dir / "sandbox.json").write_text(run.model_dump_json(indent=1), encoding="utf-8")
+            results = _read_results(out_file, batch, run)
         if on_progress:
             on_progress(len(batch))
         return results
@@ -108,6 +121,9 @@ def replay_cases(
     finally:
         gateway.store.revoke(replay_id)
 
+    # A call whose caller gave up (its own timeout) may still be running: wait for it, so that its
+    # record (an error: the caller hung up) is read with the others.
+    still_running = gateway.inflight.wait_idle(replay_id, timeout_s=INFLIGHT_GRACE_S)
     usage = gateway.store.usage_by_case(replay_id)
     results = []
     for result in (r for batch in batched for r in batch):
@@ -116,6 +132,8 @@ def replay_cases(
             result = result.model_copy(update={"usage": CaseUsage(
                 calls=spent["calls"], tokens=spent["tokens"], cost_usd=spent["cost_usd"],
                 model_latency_ms=spent["latency_ms"], errors=spent["errors"],
-            )})
+            ), "infrastructure": result.infrastructure or spent["errors"] > 0})  # the gateway failed it
+        if result.case_id in still_running:
+            result = result.model_copy(update={"infrastructure": True})
         results.append(result)
     return results

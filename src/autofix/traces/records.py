@@ -183,17 +183,26 @@ def iter_jsonl(
     *,
     start_line: int = 1,
     unwrap_pages: bool = False,
+    start_offset: int = 0,
+    end_offset: int | None = None,
 ) -> Iterator[RawRecord]:
     """Stream the JSON objects of a JSONL file; quarantine every bad line, skip blank ones.
 
     `unwrap_pages`: a line holding an API page (``{"data": [...], ...}``, a dump of
     paginated API responses) yields each of its records, all with that line's number.
+    `start_offset`, `end_offset`: read only the lines starting in that byte range
+    (`start_offset` must be the start of a line, whose number is `start_line`), so that
+    several workers can share one big file.
     """
     path = Path(path)
     with open(path, "rb") as fh:
+        if start_offset:
+            fh.seek(start_offset)
         line_no = start_line - 1
-        offset = 0
+        offset = start_offset
         while True:
+            if end_offset is not None and offset >= end_offset:
+                break
             raw, length, too_long = _read_line(fh, limits.max_record_bytes)
             if not length:
                 break

@@ -36,6 +36,7 @@ class Signal(BaseModel):
     name: str = Field(description="e.g. thumb_down, negative_comment, rephrase, abandon, escalation, low_score, tool_error")
     detail: str = ""
     span_id: str | None = None
+    strength: float = Field(default=1.0, ge=0.0, le=1.0, description="how strongly it says the trace failed, in [0, 1]")
 
 
 class Failure(BaseModel):

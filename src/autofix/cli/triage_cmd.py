@@ -1,0 +1,120 @@
+"""`autofix triage`: read the production traces, find the failures and their root causes, rank the clusters."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from autofix.config import CONFIG_FILENAME, ConfigError, load_config
+
+EXIT_INPUT = 1
+EXIT_CONFIG = 2
+
+_PHASES = {"read": "reading traces", "diagnose": "diagnosing failures", "classify": "classifying (LLM)", "cluster": "clustering"}
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date; use ISO 8601, e.g. 2026-11-01 or 2026-11-01T08:00:00Z", param_hint="--since"
+        ) from None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def _table(report, limit: int | None, console: Console) -> None:  # noqa: ANN001
+    clusters = report.clusters if limit is None else report.clusters[:limit]
+    title = (
+        f"{report.traces} traces, {report.failures} failures, {report.quarantined} quarantined: "
+        f"{len(report.clusters)} clusters"
+    )
+    table = Table(title=title, show_lines=False, expand=False)
+    fixed = dict(no_wrap=True, overflow="fold")
+    table.add_column("#", justify="right", **fixed, min_width=len(str(len(clusters))))
+    table.add_column("cluster", **fixed, min_width=max((len(c.id) for c in clusters), default=7))
+    table.add_column("category", **fixed, min_width=max((len(c.category.value) for c in clusters), default=8))
+    table.add_column("owner", **fixed, min_width=max((len(c.owner) for c in clusters), default=5))
+    table.add_column("size", justify="right", **fixed, min_width=4)
+    table.add_column("priority", justify="right", **fixed, min_width=8)
+    table.add_column("fixable", **fixed, min_width=7)
+    table.add_column("name", no_wrap=True, overflow="ellipsis", min_width=10, max_width=32)
+    table.add_column("rationale", no_wrap=True, overflow="ellipsis", min_width=10, max_width=80)
+    for c in clusters:
+        table.add_row(
+            str(c.rank), escape(c.id), c.category.value, c.owner, str(c.size), f"{c.priority:.2f}",
+            "yes" if c.fixable else "no", escape(c.name), escape(c.rationale),
+        )
+    console.print(table)
+    if limit is not None and len(report.clusters) > limit:
+        console.print(f"… {len(report.clusters) - limit} more clusters (drop --limit-clusters to see them)")
+    if report.by_category:
+        console.print("by category: " + ", ".join(f"{k} {v}" for k, v in report.by_category.items()))
+    if report.report_path:
+        console.print(f"report: {escape(report.report_path)}", soft_wrap=True)
+    if report.quarantined:
+        console.print(f"[yellow]{report.quarantined} bad records quarantined[/yellow]: {escape(str(report.quarantine_path))}",
+                      soft_wrap=True)
+
+
+def triage(
+    config: Path = typer.Option(
+        Path(CONFIG_FILENAME), "--config", "-c", help="The target's autofix.yaml (or the folder holding it)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print {traces, failures, quarantined, clusters} as JSON."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only traces at or after this date (ISO 8601)."),
+    limit_clusters: Optional[int] = typer.Option(None, "--limit-clusters", min=1, help="Show only the top N clusters."),
+    no_llm: bool = typer.Option(False, "--no-llm", help="Rules only: do not ask the LLM classifier."),
+) -> None:
+    """Find the failures in the production traces, diagnose their root causes and rank the clusters.
+
+    Reads datasets.traces of autofix.yaml (native JSONL, OpenInference or Langfuse exports), writes
+    <state>/triage/<timestamp>.json and latest.json, and quarantines bad records in
+    <state>/triage/quarantine.jsonl. Exit 2 on a bad config, 1 on unreadable input.
+    """
+    from autofix.triage.pipeline import default_classifier, run_triage
+
+    err = Console(stderr=True)
+    since_dt = _parse_since(since)
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err.print(issue.format(), markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    classifier = None if no_llm else default_classifier(cfg)
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, disable=as_json, transient=False,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(phase: str, done: int, total: int | None) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(_PHASES.get(phase, phase), total=total)
+            progress.update(tasks[phase], completed=done, total=total)
+
+        try:
+            report = run_triage(cfg, since=since_dt, classifier=classifier, progress=on_progress)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, UnicodeError, OSError) as exc:
+            err.print(f"[red]error:[/red] cannot read the traces: {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(EXIT_INPUT) from None
+
+    if as_json:
+        typer.echo(json.dumps(report.summary(limit_clusters), indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=240)
+    _table(report, limit_clusters, console)

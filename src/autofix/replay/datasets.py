@@ -1,0 +1,200 @@
+"""The datasets a replay runs: the regression set, a JSONL file of cases, or a slice of failed traces.
+
+`--dataset` takes:
+
+- `regression`: `datasets.regression` of autofix.yaml;
+- `slice:<cluster>`: the failed traces of one triage cluster turned into cases, read from
+  `<state>/triage/latest.json` (written by `autofix triage`: `{"clusters": [{"id", "trace_ids", ...}],
+  "sources": [trace files]}`) and the trace files it was made from (else `datasets.traces`);
+  `slice:<cluster>:target` and `slice:<cluster>:holdout` are its two deterministic parts (about
+  70/30 by a hash of the trace id), so a candidate is fitted on one and judged on the other;
+- anything else: a JSONL file of cases (relative to the current folder, else to autofix.yaml).
+
+A trace becomes a case with `case_id` = trace id, `input` = the trace's input, `metadata` = the
+trace's metadata plus the trace timestamp as `now` (when the metadata has none), and no expected
+answer: the judges that need one do not apply to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from autofix.config import AutofixConfig
+from autofix.replay.records import Case, DatasetError, load_cases
+
+HOLDOUT_FRACTION = 0.3
+"""Share of a slice's traces held out from the fitting part (`slice:<cluster>:holdout`)."""
+
+TRIAGE_LATEST = Path("triage") / "latest.json"
+"""Where `autofix triage` writes its clusters, relative to the state folder."""
+
+SlicePart = Literal["all", "target", "holdout"]
+
+
+@dataclass
+class Dataset:
+    """Cases to replay, with where they came from."""
+
+    name: str
+    """As given to `--dataset`, e.g. `regression`, `slice:retrieval-1:holdout`, `cases.jsonl`."""
+    cases: list[Case]
+    source: Path
+    kind: Literal["regression", "slice", "file", "cases"]
+    notes: list[str] = field(default_factory=list)
+
+    def limited(self, limit: int | None) -> Dataset:
+        if limit is None:
+            return self
+        return Dataset(name=self.name, cases=self.cases[:limit], source=self.source, kind=self.kind, notes=self.notes)
+
+
+def holdout_score(trace_id: str) -> float:
+    """Where a trace id falls in [0, 1): a stable hash, the same on every machine and run."""
+    return int(hashlib.sha256(trace_id.encode("utf-8")).hexdigest()[:12], 16) / float(1 << 48)
+
+
+def split_holdout(ids: list[str], fraction: float = HOLDOUT_FRACTION) -> tuple[list[str], list[str]]:
+    """(target, holdout) of a slice's trace ids, in their given order.
+
+    A trace is held out when its hash score is below `fraction`; with two or more traces each part
+    gets at least one (the lowest score is held out, the highest kept), so both can be replayed.
+    """
+    holdout = {i for i in ids if holdout_score(i) < fraction}
+    unique = list(dict.fromkeys(ids))
+    if len(unique) >= 2:
+        ranked = sorted(unique, key=holdout_score)
+        if not holdout:
+            holdout.add(ranked[0])
+        if len(holdout) == len(unique):
+            holdout.discard(ranked[-1])
+    return [i for i in unique if i not in holdout], [i for i in unique if i in holdout]
+
+
+def _trace_text(value: Any) -> str:
+    """A trace's input as the text a case carries."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in ("input", "text", "message", "content", "question", "query", "prompt"):
+            if isinstance(value.get(key), str):
+                return value[key]
+        if isinstance(value.get("messages"), list):
+            return _trace_text(value["messages"])
+    if isinstance(value, list):
+        users = [m for m in value if isinstance(m, dict) and m.get("role") == "user"]
+        if users:
+            return _trace_text(users[-1].get("content"))
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def trace_to_case(trace: Any) -> Case:
+    """A failed trace as a case to replay (no expected answer)."""
+    metadata = dict(trace.metadata or {})
+    metadata.setdefault("now", trace.timestamp.isoformat())
+    return Case(case_id=trace.trace_id, input=_trace_text(trace.input), metadata=metadata)
+
+
+def _read_latest(config: AutofixConfig) -> tuple[Path, dict[str, Any]]:
+    path = config.state_path / TRIAGE_LATEST
+    if not path.is_file():
+        raise DatasetError(
+            f"no triage result at {path}: run autofix triage first (`autofix triage -c {config.file}`), "
+            f"then replay one of its clusters with --dataset slice:<cluster>"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not readable JSON ({exc}); run autofix triage again") from None
+    if isinstance(data, list):
+        data = {"clusters": data}
+    if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
+        raise DatasetError(f"{path}: expected {{\"clusters\": [...]}}; run autofix triage again")
+    return path, data
+
+
+def _traces_files(config: AutofixConfig, latest: Path, data: dict[str, Any]) -> list[Path]:
+    """The trace files triage read (its `sources`), else `datasets.traces`."""
+    named = data.get("sources")
+    if isinstance(named, str):
+        named = [named]
+    if isinstance(named, list) and named and all(isinstance(n, str) and n for n in named):
+        paths = []
+        for name in named:
+            found = next(((base / name).resolve() for base in (config.root, latest.parent, Path.cwd())
+                          if (base / name).exists()), None)
+            if found is None:
+                raise DatasetError(f"{latest}: the trace file it was made from ({name}) is gone; "
+                                   f"run autofix triage again")
+            paths.append(found)
+        return paths
+    path = config.dataset_path("traces")
+    if path is None or not path.is_file():
+        raise DatasetError(f"{config.file}: datasets.traces is not set or missing; slices are read from it")
+    return [path]
+
+
+def load_slice(config: AutofixConfig, cluster_id: str, part: SlicePart = "all") -> Dataset:
+    """The failed traces of triage cluster `cluster_id` as cases (one part of it, or all)."""
+    from autofix.traces import Quarantine, ingest
+
+    latest, data = _read_latest(config)
+    clusters = [c for c in data["clusters"] if isinstance(c, dict)]
+    cluster = next((c for c in clusters if str(c.get("id")) == cluster_id), None)
+    if cluster is None:
+        known = ", ".join(str(c.get("id")) for c in clusters[:20]) or "none"
+        raise DatasetError(f"no cluster {cluster_id!r} in {latest} (clusters: {known}); "
+                           f"use --dataset slice:<cluster> with one of them, or run autofix triage again")
+    ids = [str(t) for t in cluster.get("trace_ids") or []]
+    if not ids:
+        raise DatasetError(f"cluster {cluster_id!r} in {latest} lists no trace_ids")
+    target, holdout = split_holdout(ids)
+    chosen = {"all": list(dict.fromkeys(ids)), "target": target, "holdout": holdout}[part]
+    name = f"slice:{cluster_id}" + ("" if part == "all" else f":{part}")
+    traces_paths = _traces_files(config, latest, data)
+    wanted = set(chosen)
+    by_id: dict[str, Case] = {}
+    quarantine = Quarantine(None)
+    for trace in ingest(traces_paths, quarantine=quarantine):
+        if trace.trace_id in wanted and trace.trace_id not in by_id:
+            by_id[trace.trace_id] = trace_to_case(trace)
+    missing = [i for i in chosen if i not in by_id]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        where = ", ".join(str(p) for p in traces_paths)
+        raise DatasetError(f"{len(missing)} trace(s) of cluster {cluster_id!r} are not in {where}: {shown}; "
+                           f"the traces changed since triage: run autofix triage again")
+    notes = [f"{len(ids)} failed traces in the cluster: {len(target)} target, {len(holdout)} held out"]
+    return Dataset(name=name, cases=[by_id[i] for i in chosen], source=traces_paths[0], kind="slice", notes=notes)
+
+
+def load_dataset(config: AutofixConfig, spec: str) -> Dataset:
+    """The dataset `spec` names (see the module doc); DatasetError says what went wrong and what to give."""
+    spec = (spec or "").strip()
+    if spec == "regression":
+        path = config.dataset_path("regression")
+        if path is None or not path.is_file():
+            raise DatasetError(f"{config.file}: datasets.regression is not set or missing")
+        return Dataset(name=spec, cases=load_cases(path), source=path, kind="regression")
+    if spec.startswith("slice:"):
+        parts = spec.split(":")
+        if len(parts) == 2 and parts[1]:
+            return load_slice(config, parts[1])
+        if len(parts) == 3 and parts[1] and parts[2] in ("target", "holdout"):
+            return load_slice(config, parts[1], parts[2])  # type: ignore[arg-type]
+        raise DatasetError(f"bad slice {spec!r}: use slice:<cluster>, slice:<cluster>:target or slice:<cluster>:holdout")
+    if not spec:
+        raise DatasetError("empty --dataset: use regression, slice:<cluster> or a JSONL file of cases")
+    for base in (Path.cwd(), config.root):
+        path = (base / spec).resolve()
+        if path.is_file():
+            return Dataset(name=spec, cases=load_cases(path), source=path, kind="file")
+    raise DatasetError(
+        f"unknown dataset {spec!r}: use regression, slice:<cluster>[:target|:holdout], or the path of a JSONL "
+        f"file of cases (no file {spec} in {Path.cwd()} or {config.root})"
+    )

@@ -1,0 +1,1083 @@
+"""From traces to ranked root-cause clusters: `run_triage`.
+
+One streaming pass over the trace files (`autofix.traces.ingest`, bad records quarantined):
+
+1. every trace feeds the run-wide `TriageContext` (search rates, tools, documents, citations)
+   and its task type's latency sample;
+2. `detect` gives its signals; a trace with a negative signal becomes a failure and keeps only
+   its `TraceFacts` (a few hundred bytes), never the whole trace;
+3. the last trace of each session is held until the next one of that session arrives (a
+   similar request within ``rephrase_window_s`` marks it rephrased, hence failed) or it falls
+   out of the window (with a time-ordered stream, memory holds the sessions active in the
+   window; `max_pending` bounds it otherwise);
+4. once read, latency outliers are decided with the final per-task-type statistics;
+5. the rules (`autofix.triage.rules`) diagnose every failure; what none explains goes to the
+   classifier (any object with ``classify(failure, trace) -> Diagnosis | None``, e.g.
+   `autofix.triage.classifier.LLMClassifier`), re-reading its trace from a temporary spool;
+   without a classifier, or when it gives no answer, the failure is ``unclassified``
+   (method ``none``), never dropped;
+6. failures are clustered and ranked (`autofix.triage.clustering`).
+
+Native JSONL input of at least `PARALLEL_MIN_BYTES` is read by several processes (one per
+core by default), each over a byte range of the files; their results are merged in file
+order, and a session cut by a range boundary is paired across it, so the result is the
+one a single pass gives (a rephrase is only missed when the later trace of the pair comes
+*before* the earlier one in the file and across a boundary). Other formats are read by
+one process.
+
+The report goes to ``<state>/triage/<timestamp>.json`` and ``<state>/triage/latest.json``:
+the summary (``traces``, ``failures``, ``quarantined``, ``clusters`` with their ``trace_ids``)
+plus ``failure_details`` (each failure, its signals, its diagnosis and its cluster). Bad input
+records go to ``<state>/triage/quarantine.jsonl`` with file, line and reason.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field, PrivateAttr
+
+from autofix.traces import IngestStats, Quarantine, Trace, ingest
+from autofix.traces.ingest import TRACE_SUFFIXES, detect_format
+from autofix.traces.native import trace_from_record
+from autofix.traces.records import ReadLimits, iter_jsonl, sniff_layout
+from autofix.triage._text import clip, content_terms, text_of
+from autofix.triage.clustering import (
+    FIXABLE,
+    ClusterItem,
+    cluster_id,
+    cluster_items,
+    fixability,
+    owner_for,
+)
+from autofix.triage.detection import (
+    Detection,
+    DetectionSettings,
+    LatencyStats,
+    SignalTuple,
+    detect,
+    latency_signal,
+    priority,
+    rephrase_signal,
+    similar_inputs,
+    to_signals,
+    trace_latency_ms,
+)
+from autofix.triage.records import Category, Diagnosis, Failure
+from autofix.triage.rules import INPUT_CHARS, OUTPUT_CHARS, TraceFacts, TriageContext, apply_rules, extract_facts
+
+__all__ = [
+    "Classifier",
+    "Cluster",
+    "ClusterExample",
+    "PARALLEL_MIN_BYTES",
+    "TriageReport",
+    "default_classifier",
+    "run_triage",
+    "triage_traces",
+]
+
+ROW_TEXT_CHARS = 300
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+"""Native JSONL input at least this big is read by several processes."""
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """Classifies a failure no rule explains; None when it cannot (the failure stays unclassified)."""
+
+    def classify(self, failure: Failure, trace: Trace) -> Diagnosis | None: ...
+
+
+# --------------------------------------------------------------------------- report records
+
+
+class ClusterExample(BaseModel):
+    trace_id: str
+    input: str
+    rationale: str
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Cluster(BaseModel):
+    """A group of failures with one root cause on similar requests, ranked for fixing."""
+
+    id: str = Field(description="stable slug: category-task_type-top_word-hash6 (valid in git branch names)")
+    rank: int
+    category: Category
+    task_type: str
+    name: str
+    size: int
+    priority: float = Field(description="mean triage priority of the members")
+    score: float = Field(description="size x mean priority x fixability: the ranking key")
+    fixable: bool = Field(description="an optimizer can act on it")
+    fixability: float
+    owner: str = Field(description="optimizer:gepa|retrieval|code_patch, or team:<name>")
+    confidence: float = Field(description="mean diagnosis confidence")
+    rationale: str = Field(description="the rationale of its most telling member")
+    evidence: list[str] = Field(default_factory=list, description="span ids of that member's evidence")
+    rules: dict[str, int] = Field(default_factory=dict, description="how its members were diagnosed: rule (or method) -> count")
+    top_terms: list[str] = Field(default_factory=list)
+    trace_ids: list[str]
+    examples: list[ClusterExample] = Field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class TriageReport(BaseModel):
+    """What `run_triage` found: counts, ranked clusters, and (via `failures`) every diagnosed failure."""
+
+    generated_at: datetime
+    config: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    since: datetime | None = None
+    traces: int
+    failures: int
+    quarantined: int
+    quarantined_by_reason: dict[str, int] = Field(default_factory=dict)
+    by_category: dict[str, int] = Field(default_factory=dict)
+    by_method: dict[str, int] = Field(default_factory=dict)
+    classifier: str | None = None
+    classifier_errors: int = 0
+    clusters: list[Cluster] = Field(default_factory=list)
+    report_path: str | None = None
+    quarantine_path: str | None = None
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    ingest: dict[str, Any] = Field(default_factory=dict)
+
+    _rows: list[_Row] = PrivateAttr(default_factory=list)
+
+    def summary(self, limit_clusters: int | None = None) -> dict[str, Any]:
+        """The ``autofix triage --json`` document."""
+        clusters = self.clusters if limit_clusters is None else self.clusters[:limit_clusters]
+        return {
+            "traces": self.traces,
+            "failures": self.failures,
+            "quarantined": self.quarantined,
+            "by_category": self.by_category,
+            "report": self.report_path,
+            "quarantine": self.quarantine_path,
+            "clusters": [c.summary() for c in clusters],
+        }
+
+    def failure_list(self) -> Iterator[tuple[Failure, Diagnosis, str | None]]:
+        """Every failure with its diagnosis and cluster id, as records (built on demand)."""
+        for row in self._rows:
+            yield row.failure(), row.diagnosis(), row.cluster
+
+    def diagnosis_of(self, trace_id: str) -> Diagnosis | None:
+        for row in self._rows:
+            if row.trace_id == trace_id:
+                return row.diagnosis()
+        return None
+
+    def cluster_of(self, trace_id: str) -> Cluster | None:
+        for row in self._rows:
+            if row.trace_id == trace_id:
+                return next((c for c in self.clusters if c.id == row.cluster), None)
+        return None
+
+
+# --------------------------------------------------------------------------- internal rows
+
+
+@dataclass(slots=True)
+class _Row:
+    """One failure while the run goes on: compact, facts dropped once diagnosed."""
+
+    trace_id: str
+    session_id: str | None
+    timestamp: datetime
+    task_type: str
+    input: str
+    output: str
+    signals: list[SignalTuple]
+    passing: tuple[tuple[str, float, float], ...]
+    thumb_up: bool
+    latency: float | None
+    facts: TraceFacts | None
+    spool: int | None = None
+    spool_file: int = 0
+    priority: float = 0.0
+    category: str = Category.unclassified.value
+    confidence: float = 0.0
+    rationale: str = ""
+    evidence: tuple[str, ...] = ()
+    method: str = "none"
+    rule: str | None = None
+    signature: str = ""
+    cluster: str | None = None
+
+    def failure(self) -> Failure:
+        return Failure(
+            trace_id=self.trace_id, session_id=self.session_id, timestamp=self.timestamp, task_type=self.task_type,
+            input=clip(self.input, ROW_TEXT_CHARS), output=clip(self.output, ROW_TEXT_CHARS),
+            signals=to_signals(self.signals), priority=self.priority,
+        )
+
+    def diagnosis(self) -> Diagnosis:
+        return Diagnosis(
+            trace_id=self.trace_id, category=Category(self.category), confidence=self.confidence,
+            rationale=self.rationale, evidence=list(self.evidence), method=self.method, rule=self.rule,  # type: ignore[arg-type]
+        )
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "session_id": self.session_id,
+            "timestamp": self.timestamp.isoformat(),
+            "task_type": self.task_type,
+            "input": clip(self.input, ROW_TEXT_CHARS),
+            "output": clip(self.output, ROW_TEXT_CHARS),
+            "signals": [
+                {"kind": k, "name": n, "detail": d, "span_id": s, "strength": st} for k, n, d, s, st in self.signals
+            ],
+            "priority": self.priority,
+            "cluster": self.cluster,
+            "diagnosis": {
+                "category": self.category, "confidence": self.confidence, "rationale": self.rationale,
+                "evidence": list(self.evidence), "method": self.method, "rule": self.rule,
+            },
+        }
+
+
+@dataclass(slots=True)
+class _Tail:
+    """The last trace seen of a session: a failure's row, or the trace itself while it may still be rephrased."""
+
+    session_id: str
+    trace_id: str
+    ts: float
+    text: str
+    terms: set[str] | None
+    row: _Row | None
+    held: Trace | None
+    det: Detection | None
+    latency: float | None
+    task_type: str
+
+
+@dataclass(slots=True)
+class _Edge:
+    """A session at the edge of a part of the input: its first trace near the start (a head) or its
+    last one at the end (a tail). `failed`: that trace is a failure already."""
+
+    session_id: str
+    trace_id: str
+    ts: float
+    text: str
+    failed: bool
+
+
+@dataclass
+class _ShardSummary:
+    """What a reader of one part of the input tells the others: its run-wide observations and its edges."""
+
+    index: int
+    traces: int
+    heads: list[_Edge]
+    tails: list[_Edge]
+    ctx: TriageContext
+    latency: LatencyStats
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class _Spool:
+    """Failed traces kept on disk for the classifier (JSONL), read back by offset."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        if path is None:
+            self._fh: IO[bytes] = tempfile.TemporaryFile(prefix="autofix-triage-", suffix=".jsonl")
+        else:
+            self._fh = open(path, "a+b")
+
+    def put(self, trace: Trace) -> int:
+        self._fh.seek(0, os.SEEK_END)
+        offset = self._fh.tell()
+        self._fh.write(trace.model_dump_json().encode("utf-8") + b"\n")
+        return offset
+
+    def get(self, offset: int) -> Trace:
+        self._fh.flush()
+        self._fh.seek(offset)
+        return Trace.model_validate_json(self._fh.readline())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: the run builds many long-lived, acyclic objects."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+class _Stream:
+    """The per-trace work of a triage run (see the module doc)."""
+
+    def __init__(self, settings: DetectionSettings, spool: _Spool | None, max_pending: int, grace_s: float,
+                 spool_index: int = 0):
+        self.settings = settings
+        self.ctx = TriageContext()
+        self.latency = LatencyStats()
+        self.spool = spool
+        self.spool_index = spool_index
+        self.rows: list[_Row] = []
+        self.candidates: list[_Row] = []
+        self.sessions: OrderedDict[str, _Tail] = OrderedDict()
+        self.heads: list[_Edge] = []
+        self.pending: dict[str, _Row] = {}
+        self.first_ts: float | None = None
+        self.max_pending = max_pending
+        self.horizon = settings.rephrase_window_s + grace_s
+        self.traces = 0
+
+    def _row(self, trace: Trace, det: Detection, latency: float | None, *, spool: bool = True, light: bool = False) -> _Row:
+        """A failure's row. `light`: a latency candidate, which only the latency rule can explain, keeps
+        only the facts that rule reads."""
+        if light:
+            chain = next((s.span_id for s in trace.spans if s.kind == "chain"), None)
+            facts = TraceFacts(trace.trace_id, trace.task_type or "unknown", text_of(trace.input, INPUT_CHARS),
+                               text_of(trace.output, OUTPUT_CHARS), None, (), chain_span_id=chain)
+        else:
+            facts = extract_facts(trace, (), det.thumb_up)
+        row = _Row(
+            trace_id=trace.trace_id, session_id=trace.session_id, timestamp=trace.timestamp,
+            task_type=facts.task_type, input=facts.input, output=facts.output, signals=det.signals,
+            passing=tuple(det.passing_scores), thumb_up=det.thumb_up, latency=latency, facts=facts,
+        )
+        if spool and self.spool is not None:
+            row.spool = self.spool.put(trace)
+            row.spool_file = self.spool_index
+        return row
+
+    def add(self, trace: Trace) -> None:
+        self.traces += 1
+        task = trace.task_type or "unknown"
+        latency = trace_latency_ms(trace)
+        self.latency.add(task, latency)
+        self.ctx.observe(trace)
+        det = detect(trace, self.settings)
+        ts = trace.timestamp.timestamp()
+        if self.first_ts is None:
+            self.first_ts = ts
+        sid = trace.session_id
+        text = ""
+        terms = None
+        tail = None
+        if sid is not None:
+            self._evict(ts)
+            tail = self.sessions.pop(sid, None)
+            text = text_of(trace.input, 600)
+            if tail is not None:
+                gap = ts - tail.ts
+                if abs(gap) <= self.settings.rephrase_window_s:
+                    terms = content_terms(text)
+                    if tail.terms is None:
+                        tail.terms = content_terms(tail.text)
+                    if similar_inputs(tail.text, text, tail.terms, terms):
+                        if gap >= 0:
+                            self._rephrased(tail, trace.trace_id, text, gap)
+                        elif not any(s[1] == "rephrase" for s in det.signals):
+                            det.signals.append(rephrase_signal(tail.trace_id, tail.text, -gap))
+                self._release(tail)
+        row = None
+        if det.signals:
+            row = self._row(trace, det, latency)
+            self.rows.append(row)
+        if sid is not None:
+            if tail is None and ts <= self.first_ts + self.horizon:
+                # the session may have begun before this part of the input: remember its first trace here
+                self.heads.append(_Edge(sid, trace.trace_id, ts, text, row is not None))
+            self.sessions[sid] = _Tail(
+                sid, trace.trace_id, ts, text, terms, row, None if row else trace, None if row else det, latency, task
+            )
+        elif row is None:
+            self._latency_candidate(trace, det, latency, task)
+
+    def _rephrased(self, tail: _Tail, later_id: str, later_text: str, gap: float) -> None:
+        if tail.row is not None:
+            if not any(s[1] == "rephrase" for s in tail.row.signals):
+                tail.row.signals.append(rephrase_signal(later_id, later_text, gap))
+            return
+        assert tail.held is not None and tail.det is not None
+        tail.det.signals.append(rephrase_signal(later_id, later_text, gap))
+        row = self._row(tail.held, tail.det, tail.latency)
+        self.rows.append(row)
+        tail.row, tail.held, tail.det = row, None, None
+
+    def _release(self, tail: _Tail) -> None:
+        if tail.held is not None:
+            self._latency_candidate(tail.held, tail.det or Detection([], []), tail.latency, tail.task_type)
+            tail.held = None
+
+    def _evict(self, now: float) -> None:
+        sessions = self.sessions
+        while sessions:
+            first = next(iter(sessions.values()))
+            if first.ts < now - self.horizon or len(sessions) > self.max_pending:
+                sessions.popitem(last=False)
+                self._release(first)
+            else:
+                break
+
+    def _latency_candidate(self, trace: Trace, det: Detection, latency: float | None, task: str) -> None:
+        """Keep a trace with no other signal whose latency may prove an outlier once all are read."""
+        if latency is None:
+            return
+        if self.latency.count(task) >= self.latency.min_count:
+            z = self.latency.z(task, latency)
+            if z is None or z <= 0.75 * self.settings.latency_outlier_z:
+                return
+        self.candidates.append(self._row(trace, det, latency, spool=False, light=True))
+
+    def summarize(self, index: int = 0, stats: dict[str, Any] | None = None, *, last: bool = True) -> _ShardSummary:
+        """End of the reading: the sessions still open become tails (unless this is the `last` part of the
+        input, which nothing follows); a tail that did not fail is kept pending, as a rephrase in the next
+        part may still make it one."""
+        tails = []
+        end = max((t.ts for t in self.sessions.values()), default=0.0)
+        for sid, tail in self.sessions.items():
+            if not last and tail.ts >= end - self.horizon:
+                if tail.row is not None:
+                    tails.append(_Edge(sid, tail.trace_id, tail.ts, tail.text, True))
+                    continue
+                if tail.held is not None:
+                    self.pending[tail.trace_id] = self._row(tail.held, tail.det or Detection([], []), tail.latency)
+                    tail.held = None
+                    tails.append(_Edge(sid, tail.trace_id, tail.ts, tail.text, False))
+                    continue
+            self._release(tail)
+        self.sessions.clear()
+        return _ShardSummary(index, self.traces, self.heads, tails, self.ctx, self.latency, stats or {})
+
+    def finalize(self, ctx: TriageContext, latency: LatencyStats, rephrased: dict[str, SignalTuple]) -> list[_Row]:
+        """Diagnose this part's failures with the run-wide context and latency statistics.
+
+        `rephrased`: rephrase signals found across part edges, by trace id. Adds the latency outliers,
+        the priorities and the rule diagnoses (``unclassified`` where no rule matches); drops the facts.
+        """
+        rows = self.rows
+        if rephrased:
+            for row in rows:
+                sig = rephrased.get(row.trace_id)
+                if sig is not None and not any(s[1] == "rephrase" for s in row.signals):
+                    row.signals.append(sig)
+        for tid, row in self.pending.items():
+            sig = rephrased.get(tid)
+            if sig is not None:
+                row.signals.append(sig)
+                rows.append(row)
+            else:
+                self.candidates.append(row)
+        self.pending = {}
+        thr = self.settings.latency_outlier_z
+        for row in rows:
+            sig = latency_signal(row.latency, row.task_type, latency, thr, row.facts.chain_span_id if row.facts else None)
+            if sig:
+                row.signals.append(sig)
+        for row in self.candidates:
+            sig = latency_signal(row.latency, row.task_type, latency, thr, row.facts.chain_span_id if row.facts else None)
+            if sig:
+                row.signals.append(sig)
+                rows.append(row)
+        self.candidates = []
+        for row in rows:
+            row.priority = priority(row.signals, self.settings, row.passing, row.thumb_up)
+            facts = row.facts
+            assert facts is not None
+            facts.signals = tuple(row.signals)
+            hit = apply_rules(facts, ctx)
+            if hit is not None:
+                name, m = hit
+                row.category, row.confidence, row.rationale = m.category.value, m.confidence, m.rationale
+                row.evidence, row.method, row.rule = tuple(m.evidence), "rule", name
+            else:
+                row.category, row.confidence, row.method, row.rule = Category.unclassified.value, 0.0, "none", None
+                row.rationale, row.evidence = NO_RULE, ()
+            row.signature = _signature(row.rule, row.method, facts)
+            row.facts = None  # the row keeps what the report needs
+        self.rows = []
+        return rows
+
+
+def _pair_edges(summaries: list[_ShardSummary], window: float) -> dict[int, dict[str, SignalTuple]]:
+    """Rephrases across part edges: a tail of one part and a head of a later part of the same session."""
+    decisions: dict[int, dict[str, SignalTuple]] = {s.index: {} for s in summaries}
+    open_tails: dict[str, tuple[int, _Edge]] = {}
+    for s in sorted(summaries, key=lambda x: x.index):
+        for head in s.heads:
+            hit = open_tails.pop(head.session_id, None)
+            if hit is None:
+                continue
+            k, tail = hit
+            gap = head.ts - tail.ts
+            if abs(gap) <= window and similar_inputs(tail.text, head.text):
+                if gap >= 0:
+                    decisions[k][tail.trace_id] = rephrase_signal(head.trace_id, head.text, gap)
+                elif head.failed:
+                    decisions[s.index][head.trace_id] = rephrase_signal(tail.trace_id, tail.text, -gap)
+        for t in s.tails:
+            open_tails[t.session_id] = (s.index, t)
+    return decisions
+
+
+def _merge_context(summaries: list[_ShardSummary]) -> tuple[TriageContext, LatencyStats]:
+    ordered = sorted(summaries, key=lambda x: x.index)
+    ctx = ordered[0].ctx
+    for s in ordered[1:]:
+        ctx.merge(s.ctx)
+    latency = LatencyStats.merged([s.latency for s in ordered])
+    latency.finalize()
+    return ctx, latency
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+
+def _signature(rule: str | None, method: str, facts: TraceFacts | None) -> str:
+    if rule is None:
+        return method
+    if facts is None:
+        return rule
+    if rule in ("tool_arguments_invalid", "tool_or_span_error") and facts.tools:
+        return f"{rule}|{facts.tools[0].name}"
+    if rule in ("answered_without_retrieval", "needless_clarification") and facts.router is not None:
+        return f"{rule}|{facts.router.reason[:60]}"
+    return rule
+
+
+NO_RULE = "no deterministic rule matched the trace's spans"
+
+
+def _classify(rows: list[_Row], classifier: Classifier | None, spools: dict[int, _Spool], progress: Progress | None) -> int:
+    """Ask the classifier about the failures no rule explains; returns how many calls failed."""
+    unexplained = [r for r in rows if r.method == "none"]
+    errors = 0
+    for i, row in enumerate(unexplained):
+        reason = "no classifier was configured"
+        spool = spools.get(row.spool_file)
+        if classifier is not None and spool is not None and row.spool is not None:
+            try:
+                trace = spool.get(row.spool)
+                d = classifier.classify(row.failure(), trace)
+            except Exception as exc:  # a classifier must never stop the run
+                errors += 1
+                d = None
+                reason = f"the classifier failed ({type(exc).__name__}: {clip(str(exc), 160)})"
+            else:
+                reason = "the classifier gave no answer"
+            if d is not None and d.category != Category.unclassified:
+                row.category, row.confidence, row.rationale = d.category.value, d.confidence, d.rationale
+                row.evidence, row.method, row.rule = tuple(d.evidence), "llm", None
+                row.signature = f"llm|{d.category.value}"
+            elif d is not None:
+                reason = f"the classifier could not tell ({clip(d.rationale, 160)})"
+            if progress is not None:
+                progress("classify", i + 1, len(unexplained))
+        if row.method == "none":
+            row.category, row.confidence = Category.unclassified.value, 0.0
+            row.rationale = f"{NO_RULE}; {reason}"
+            row.evidence, row.rule = (), None
+    return errors
+
+
+def _build_clusters(rows: list[_Row], config: Any | None, *, sample_size: int, distance_threshold: float) -> list[Cluster]:
+    items = [
+        ClusterItem(i, r.category, r.task_type, r.input, r.signature, r.priority) for i, r in enumerate(rows)
+    ]
+    groups = cluster_items(items, distance_threshold=distance_threshold, sample_size=sample_size)
+    clusters: list[Cluster] = []
+    used: Counter[str] = Counter()
+    for g in groups:
+        members = [rows[k] for k in g.members]
+        size = len(members)
+        mean_p = sum(r.priority for r in members) / size
+        fx = fixability(g.category)
+        sig = g.dominant_signature
+        cid = cluster_id(g.category, g.task_type, g.top_terms, sig)
+        used[cid] += 1
+        if used[cid] > 1:
+            cid = f"{cid}-{used[cid]}"
+        for r in members:
+            r.cluster = cid
+        rules = Counter((r.rule or r.method) for r in members)
+        dominant_rule = rules.most_common(1)[0][0]
+        best = max(
+            (r for r in members if (r.rule or r.method) == dominant_rule),
+            key=lambda r: (r.confidence, r.priority, -len(r.trace_id), r.trace_id),
+        )
+        terms = ", ".join(g.top_terms) if g.top_terms else "(no words)"
+        name = f"{g.task_type}: {terms} [{dominant_rule.replace('_', ' ')}]"
+        ranked = sorted(members, key=lambda r: (-r.priority, r.trace_id))
+        examples = [
+            ClusterExample(trace_id=r.trace_id, input=clip(r.input, 160), rationale=r.rationale, evidence=list(r.evidence))
+            for r in ranked[:3]
+        ]
+        clusters.append(
+            Cluster(
+                id=cid, rank=0, category=Category(g.category), task_type=g.task_type, name=name, size=size,
+                priority=round(mean_p, 4), score=round(size * mean_p * fx, 4), fixable=g.category in FIXABLE,
+                fixability=fx, owner=owner_for(g.category, config),
+                confidence=round(sum(r.confidence for r in members) / size, 3), rationale=best.rationale,
+                evidence=list(best.evidence), rules=dict(rules.most_common()), top_terms=list(g.top_terms),
+                trace_ids=[r.trace_id for r in members], examples=examples,
+            )
+        )
+    clusters.sort(key=lambda c: (-c.score, -c.size, c.id))
+    for i, c in enumerate(clusters, 1):
+        c.rank = i
+    return clusters
+
+
+# --------------------------------------------------------------------------- reading in parallel
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """One reader's part of the input: byte ranges (at line starts) of native JSONL files, in order."""
+
+    index: int
+    segments: tuple[tuple[str, int, int], ...]
+    last: bool
+
+
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix in TRACE_SUFFIXES)
+        else:
+            files.append(p)
+    return files
+
+
+def _line_start_after(path: Path, pos: int, size: int) -> int:
+    with open(path, "rb") as fh:
+        fh.seek(pos)
+        fh.readline()
+        return min(fh.tell(), size)
+
+
+def _plan_shards(paths: list[Path], workers: int, min_bytes: int) -> list[_Shard] | None:
+    """Split native JSONL input into `workers` parts of about equal size; None to read it in one pass."""
+    if workers < 2:
+        return None
+    files = _expand(paths)
+    sizes = [f.stat().st_size for f in files]
+    total = sum(sizes)
+    if not files or total < max(1, min_bytes):
+        return None
+    for f in files:
+        if sniff_layout(f) != "jsonl" or detect_format(f) != "native":
+            return None
+    # cut points in the concatenated byte space, moved to line starts
+    target = total / workers
+    shards: list[list[tuple[str, int, int]]] = [[]]
+    filled = 0.0
+    for f, size in zip(files, sizes):
+        start = 0
+        while start < size:
+            room = target - filled
+            if len(shards) < workers and size - start > room:
+                cut = _line_start_after(f, start + max(0, int(room)), size) if room > 0 else start
+                if cut > start:
+                    shards[-1].append((str(f), start, cut))
+                shards.append([])
+                filled = 0.0
+                start = cut
+                continue
+            shards[-1].append((str(f), start, size))
+            filled += size - start
+            start = size
+    shards = [s for s in shards if s]
+    return [_Shard(i, tuple(segs), i == len(shards) - 1) for i, segs in enumerate(shards)]
+
+
+def _line_number_at(path: str, offset: int) -> int:
+    """The 1-based number of the line starting at byte `offset`."""
+    n = 1
+    with open(path, "rb") as fh:
+        left = offset
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 22))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            left -= len(chunk)
+    return n
+
+
+def _read_shard(
+    shard: _Shard, settings: DetectionSettings, since: datetime | None, quarantine_part: str, spool_path: str | None,
+    max_pending: int, grace_s: float, limits: ReadLimits, counters: Any = None,
+) -> tuple[_Stream, _ShardSummary]:
+    """Triage-stream the lines of one part of the input (in a reader process)."""
+    spool = _Spool(spool_path) if spool_path else None
+    skipped = truncated = 0
+    stream = _Stream(settings, spool, max_pending, grace_s, spool_index=shard.index)
+    with Quarantine(quarantine_part) as quarantine:
+        for path, start, end in shard.segments:
+            start_line = _line_number_at(path, start) if start else 1
+            for rec in iter_jsonl(path, quarantine, limits, start_line=start_line, start_offset=start, end_offset=end):
+                trace = trace_from_record(rec, path, quarantine, limits)
+                if trace is None:
+                    continue
+                if since is not None and trace.timestamp < since:
+                    skipped += 1
+                    continue
+                truncated += len(trace.truncated)
+                stream.add(trace)
+                if counters is not None and stream.traces % 2000 == 0:
+                    counters[shard.index] = stream.traces
+        if counters is not None:
+            counters[shard.index] = stream.traces
+        counts = dict(quarantine.counts)
+    if spool is not None:
+        spool.close()
+    stats = {"skipped_before_since": skipped, "truncated_fields": truncated, "quarantined_by_reason": counts}
+    return stream, stream.summarize(shard.index, stats, last=shard.last)
+
+
+def _reader_process(conn: Any, shard: _Shard, args: tuple[Any, ...], counters: Any) -> None:
+    """A reader: read its part, send its summary, wait for the run-wide context, send its diagnosed failures."""
+    import traceback
+
+    gc.disable()
+    try:
+        stream, summary = _read_shard(shard, *args, counters=counters)
+        conn.send(("summary", summary))
+        kind, ctx, latency, rephrased = conn.recv()
+        if kind != "finalize":
+            return
+        conn.send(("rows", stream.finalize(ctx, latency, rephrased)))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except Exception:
+            pass
+    finally:
+        conn.close()
+
+
+def _receive(conns: list[Any], procs: list[Any], what: str, progress: Callable[[], None] | None) -> list[Any]:
+    from multiprocessing.connection import wait
+
+    out: list[Any] = [None] * len(conns)
+    left = set(range(len(conns)))
+    while left:
+        ready = wait([conns[i] for i in left], timeout=0.25)
+        if progress is not None:
+            progress()
+        for c in ready:
+            i = conns.index(c)
+            try:
+                kind, *payload = c.recv()
+            except EOFError:
+                raise RuntimeError(f"triage reader {i} stopped (exit code {procs[i].exitcode})") from None
+            if kind == "error":
+                raise RuntimeError(f"triage reader {i} failed:\n{payload[0]}")
+            if kind != what:
+                raise RuntimeError(f"triage reader {i} sent {kind!r}, expected {what!r}")
+            out[i] = payload[0]
+            left.discard(i)
+        for i in list(left):
+            if not procs[i].is_alive() and not conns[i].poll():
+                raise RuntimeError(f"triage reader {i} stopped (exit code {procs[i].exitcode})")
+    return out
+
+
+def _read_parallel(
+    shards: list[_Shard], settings: DetectionSettings, since: datetime | None, quarantine_path: Path | None,
+    spool_dir: Path | None, max_pending: int, grace_s: float, limits: ReadLimits,
+    progress: Progress | None, stats: IngestStats,
+) -> tuple[list[_Row], int, float]:
+    """Read the shards in reader processes; return the diagnosed failures, the trace count and the read time."""
+    mp = multiprocessing.get_context("spawn")
+    counters = mp.Array("q", len(shards), lock=False)
+    parts_dir = Path(tempfile.mkdtemp(prefix="autofix-triage-q-"))
+    conns: list[Any] = []
+    procs: list[Any] = []
+    t0 = time.perf_counter()
+    try:
+        for s in shards:
+            args = (settings, since, str(parts_dir / f"{s.index:05d}.jsonl"),
+                    str(spool_dir / f"{s.index:05d}.jsonl") if spool_dir is not None else None, max_pending, grace_s, limits)
+            parent, child = mp.Pipe()
+            proc = mp.Process(target=_reader_process, args=(child, s, args, counters), daemon=True,
+                              name=f"autofix-triage-reader-{s.index}")
+            proc.start()
+            child.close()
+            conns.append(parent)
+            procs.append(proc)
+        tick = (lambda: progress("read", int(sum(counters)), None)) if progress is not None else None
+        summaries: list[_ShardSummary] = _receive(conns, procs, "summary", tick)
+        read_s = time.perf_counter() - t0
+        traces = sum(s.traces for s in summaries)
+        if progress is not None:
+            progress("read", traces, traces)
+        ctx, latency = _merge_context(summaries)
+        decisions = _pair_edges(summaries, settings.rephrase_window_s)
+        ctx.prepare()
+        for s, conn in zip(summaries, conns):
+            conn.send(("finalize", ctx, latency, decisions[s.index]))
+        parts: list[list[_Row]] = _receive(conns, procs, "rows", None)
+        for proc in procs:
+            proc.join(timeout=30)
+        if quarantine_path is not None:  # the quarantine, in input order
+            with open(quarantine_path, "ab") as out:
+                for s in shards:
+                    part = parts_dir / f"{s.index:05d}.jsonl"
+                    if part.exists():
+                        with open(part, "rb") as src:
+                            shutil.copyfileobj(src, out)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for conn in conns:
+            conn.close()
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    stats.files = len({path for s in shards for path, _, _ in s.segments})
+    for sm in summaries:
+        stats.traces += sm.traces
+        stats.by_format["native"] += sm.traces
+        stats.skipped_before_since += sm.stats.get("skipped_before_since", 0)
+        stats.truncated_fields += sm.stats.get("truncated_fields", 0)
+        q = Counter(sm.stats.get("quarantined_by_reason", {}))
+        stats.quarantined += sum(q.values())
+        stats.quarantined_by_reason.update(q)
+    rows = [r for part in parts for r in part]
+    return rows, traces, read_s
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _complete(
+    rows: list[_Row], traces: int, timings: dict[str, float], classifier: Classifier | None, spools: dict[int, _Spool],
+    config: Any | None, progress: Progress | None, sample_size: int, distance_threshold: float,
+) -> TriageReport:
+    """The classifier for what no rule explained, then clustering; the report."""
+    t = time.perf_counter()
+    errors = _classify(rows, classifier, spools, progress)
+    timings["classify"] = round(time.perf_counter() - t, 3)
+    if progress is not None:
+        progress("diagnose", len(rows), len(rows))
+        progress("cluster", 0, None)
+    t = time.perf_counter()
+    clusters = _build_clusters(rows, config, sample_size=sample_size, distance_threshold=distance_threshold)
+    timings["cluster"] = round(time.perf_counter() - t, 3)
+    if progress is not None:
+        progress("cluster", len(clusters), len(clusters))
+    report = TriageReport(
+        generated_at=_utcnow(),
+        traces=traces,
+        failures=len(rows),
+        quarantined=0,
+        by_category=dict(Counter(r.category for r in rows).most_common()),
+        by_method=dict(Counter(r.method for r in rows).most_common()),
+        classifier=type(classifier).__name__ if classifier is not None else None,
+        classifier_errors=errors,
+        clusters=clusters,
+        timings_s=timings,
+    )
+    report._rows = rows
+    return report
+
+
+def triage_traces(
+    traces: Iterable[Trace],
+    settings: DetectionSettings | None = None,
+    *,
+    classifier: Classifier | None = None,
+    config: Any | None = None,
+    progress: Progress | None = None,
+    max_pending: int = 200_000,
+    grace_s: float = 600.0,
+    sample_size: int = 1000,
+    distance_threshold: float = 0.6,
+) -> TriageReport:
+    """Triage an iterable of traces in one pass (no files written): detection, rules, classifier, clustering."""
+    settings = settings or DetectionSettings()
+    spool = _Spool() if classifier is not None else None
+    try:
+        with _gc_paused():
+            t0 = time.perf_counter()
+            stream = _Stream(settings, spool, max_pending, grace_s)
+            for trace in traces:
+                stream.add(trace)
+                if progress is not None and stream.traces % 1000 == 0:
+                    progress("read", stream.traces, None)
+            summary = stream.summarize(0, last=True)
+            t1 = time.perf_counter()
+            if progress is not None:
+                progress("read", stream.traces, stream.traces)
+            ctx, latency = _merge_context([summary])
+            rows = stream.finalize(ctx, latency, {})
+            timings = {"read_detect": round(t1 - t0, 3), "diagnose": round(time.perf_counter() - t1, 3)}
+            return _complete(rows, stream.traces, timings, classifier, {0: spool} if spool else {}, config, progress,
+                             sample_size, distance_threshold)
+    finally:
+        if spool is not None:
+            spool.close()
+
+
+def default_classifier(config: Any) -> Classifier | None:
+    """The LLM classifier of the config (``triage.llm_classifier``, ``model.judge``), when it can be built.
+
+    Its answers are cached in ``<state>/triage/classifier_cache.sqlite3``.
+    """
+    if not getattr(config.triage, "llm_classifier", True):
+        return None
+    try:
+        from autofix.triage.classifier import LLMClassifier
+    except Exception:  # the classifier (dspy, litellm) is optional for triage
+        return None
+    try:
+        return LLMClassifier(model=config.model.judge or config.model.name,
+                             cache_path=config.state_path / "triage" / "classifier_cache.sqlite3")
+    except Exception:
+        return None
+
+
+def _stamp(dt: datetime) -> str:
+    return dt.strftime("%Y%m%dT%H%M%S") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _write_report(report: TriageReport, path: Path) -> None:
+    """Write the report JSON (summary, then one failure per line of the `failure_details` array)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = report.model_dump(mode="json", exclude={"clusters"})
+    tmp = path.with_suffix(".json.tmp")
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write("{\n")
+        for key, value in head.items():
+            fh.write(f"  {json.dumps(key)}: {dumps(value)},\n")
+        fh.write('  "clusters": [\n')
+        for i, c in enumerate(report.clusters):
+            fh.write("    " + dumps(c.summary()) + (",\n" if i < len(report.clusters) - 1 else "\n"))
+        fh.write("  ],\n")
+        fh.write('  "failure_details": [\n')
+        n = len(report._rows)
+        for i, row in enumerate(report._rows):
+            fh.write("    " + dumps(row.detail()) + (",\n" if i < n - 1 else "\n"))
+        fh.write("  ]\n}\n")
+    os.replace(tmp, path)
+
+
+def run_triage(
+    config: Any,
+    since: datetime | None = None,
+    classifier: Classifier | None = None,
+    quarantine_path: str | Path | None = None,
+    *,
+    paths: Iterable[str | Path] | None = None,
+    fmt: str = "auto",
+    progress: Progress | None = None,
+    write: bool = True,
+    report_dir: str | Path | None = None,
+    workers: int | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+    max_pending: int = 200_000,
+    sample_size: int = 1000,
+    limits: ReadLimits = ReadLimits(),
+) -> TriageReport:
+    """Triage the config's production traces (or `paths`); write the report and the quarantine.
+
+    `config`: an `AutofixConfig`. `since`: keep traces at or after it. `classifier`: for failures
+    no rule explains (None: they are reported ``unclassified``; the CLI passes
+    `default_classifier(config)`). `quarantine_path`: default ``<state>/triage/quarantine.jsonl``
+    (rewritten by each run). `workers`: reader processes for native JSONL input of at least
+    `parallel_min_bytes` (default: one per core). Raises FileNotFoundError when a trace file
+    is missing, PermissionError when it cannot be read.
+    """
+    out_dir = Path(report_dir) if report_dir is not None else config.state_path / "triage"
+    sources = [Path(p) for p in paths] if paths is not None else [config.dataset_path("traces")]
+    for src in sources:
+        if not src.exists():
+            raise FileNotFoundError(f"{src}: no such trace file; check datasets.traces in {config.file}")
+        if src.is_file():
+            try:
+                with open(src, "rb") as fh:
+                    fh.read(1)
+            except OSError as exc:
+                raise PermissionError(f"{src}: the trace file cannot be read ({exc.strerror or exc})") from None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    qpath = Path(quarantine_path) if quarantine_path is not None else out_dir / "quarantine.jsonl"
+    if write:
+        qpath.parent.mkdir(parents=True, exist_ok=True)
+        qpath.unlink(missing_ok=True)
+    settings = DetectionSettings.from_config(config)
+    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    shards = _plan_shards(sources, workers, parallel_min_bytes) if fmt in ("auto", "native") else None
+    stats = IngestStats()
+    if shards is None:
+        with Quarantine(qpath if write else None) as quarantine:
+            traces = ingest(sources, fmt=fmt, quarantine=quarantine, since=since, stats=stats, limits=limits)  # type: ignore[arg-type]
+            report = triage_traces(traces, settings, classifier=classifier, config=config, progress=progress,
+                                   max_pending=max_pending, sample_size=sample_size)
+    else:
+        spool_dir = Path(tempfile.mkdtemp(prefix="autofix-triage-spool-")) if classifier is not None else None
+        try:
+            with _gc_paused():
+                t0 = time.perf_counter()
+                rows, n_traces, read_s = _read_parallel(shards, settings, since, qpath if write else None, spool_dir,
+                                                        max_pending, 600.0, limits, progress, stats)
+                timings = {"read_detect": round(read_s, 3), "diagnose": round(time.perf_counter() - t0 - read_s, 3),
+                           "workers": float(len(shards))}
+                spools = {s.index: _Spool(spool_dir / f"{s.index:05d}.jsonl") for s in shards} if spool_dir else {}
+                try:
+                    report = _complete(rows, n_traces, timings, classifier, spools, config, progress, sample_size, 0.6)
+                finally:
+                    for sp in spools.values():
+                        sp.close()
+        finally:
+            if spool_dir is not None:
+                shutil.rmtree(spool_dir, ignore_errors=True)
+    report.config = str(config.file)
+    report.sources = [str(s) for s in sources]
+    report.since = since
+    report.quarantined = stats.quarantined
+    report.quarantined_by_reason = dict(stats.quarantined_by_reason)
+    report.ingest = stats.as_dict()
+    report.quarantine_path = str(qpath) if write else None
+    if write:
+        t = time.perf_counter()
+        path = out_dir / f"{_stamp(report.generated_at)}.json"
+        report.report_path = str(path)
+        _write_report(report, path)
+        latest = out_dir / "latest.json"
+        tmp = latest.with_suffix(".json.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, latest)
+        report.timings_s["write"] = round(time.perf_counter() - t, 3)
+    return report
