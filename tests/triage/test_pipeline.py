@@ -180,3 +180,50 @@ def test_parallel_readers_give_the_same_result(target: Path, tb, write_jsonl) ->
     assert diag(many) == diag(one)
     assert {f.trace_id for f, _, _ in one.failure_list()} >= {f"a{i}" for i in range(40)}  # every rephrase found
     assert [(c.id, c.size) for c in many.clusters] == [(c.id, c.size) for c in one.clusters]
+
+
+class _ContextClassifier:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def classify(self, failure, trace):  # noqa: ANN001, ANN201
+        from autofix.triage.records import Category, Diagnosis
+
+        self.seen.append((trace.trace_id, len(trace.spans)))
+        return Diagnosis(trace_id=failure.trace_id, category=Category.context, confidence=0.5, rationale="llm: context",
+                         evidence=[], method="llm")
+
+
+def test_parallel_readers_hand_the_classifier_the_whole_trace(loaded) -> None:  # noqa: ANN001
+    fake = _ContextClassifier()
+    report = run_triage(loaded, classifier=fake, workers=2, parallel_min_bytes=0)
+    assert report.timings_s.get("workers") == 2.0
+    assert fake.seen == [("odd", 4)]
+    d = report.diagnosis_of("odd")
+    assert (d.category.value, d.method) == ("context", "llm")
+
+
+
+def test_a_rephrase_across_a_reader_boundary_is_found(tmp_path: Path, tb, write_jsonl) -> None:  # noqa: ANN001
+    from autofix.traces.records import ReadLimits
+    from autofix.triage import DetectionSettings
+    from autofix.triage.pipeline import _merge_context, _pair_edges, _read_shard, _Shard
+
+    a = tb.build("a", "How many days of annual leave can I carry over?", session="s1", docs=[tb.doc("hr-leave-001")],
+                 top_k=10, at=tb.T0)
+    b = tb.build("b", "how many leave days carry over", session="s1", docs=[tb.doc("hr-leave-001")], top_k=10,
+                 at=tb.T0 + timedelta(seconds=40))
+    path = write_jsonl(tmp_path / "t.jsonl", [a, b])
+    cut = len((json.dumps(a) + "\n").encode())
+    size = path.stat().st_size
+    settings = DetectionSettings()
+    args = (settings, None, str(tmp_path / "q0"), None, 1000, 600.0, ReadLimits())
+    first, s0 = _read_shard(_Shard(0, ((str(path), 0, cut),), False), *args)
+    second, s1 = _read_shard(_Shard(1, ((str(path), cut, size),), True), *args[:2], str(tmp_path / "q1"), *args[3:])
+    assert first.traces == second.traces == 1 and not first.rows and not second.rows
+    ctx, latency = _merge_context([s0, s1])
+    decisions = _pair_edges([s0, s1], settings.rephrase_window_s)
+    assert set(decisions[0]) == {"a"} and not decisions[1]
+    rows = first.finalize(ctx, latency, decisions[0]) + second.finalize(ctx, latency, decisions[1])
+    assert [r.trace_id for r in rows] == ["a"]
+    assert [s[1] for s in rows[0].signals] == ["rephrase"] and "trace b" in rows[0].signals[0][2]

@@ -78,9 +78,9 @@ def triage(
 ) -> None:
     """Find the failures in the production traces, diagnose their root causes and rank the clusters.
 
-    Reads datasets.traces of autofix.yaml (native JSONL, OpenInference or Langfuse exports), writes
-    <state>/triage/<timestamp>.json and latest.json, and quarantines bad records in
-    <state>/triage/quarantine.jsonl. Exit 2 on a bad config, 1 on unreadable input.
+    Reads datasets.traces of autofix.yaml (native JSONL, OpenInference or Langfuse exports). Writes <state>/triage/<timestamp>.json and latest.json; bad records go to <state>/triage/quarantine.jsonl.
+
+    Exit 2 on a bad config, 1 on unreadable input.
     """
     from autofix.triage.pipeline import default_classifier, run_triage
 

@@ -755,10 +755,12 @@ def _read_shard(
         if counters is not None:
             counters[shard.index] = stream.traces
         counts = dict(quarantine.counts)
+    stats = {"skipped_before_since": skipped, "truncated_fields": truncated, "quarantined_by_reason": counts}
+    summary = stream.summarize(shard.index, stats, last=shard.last)  # may still spool pending traces
     if spool is not None:
         spool.close()
-    stats = {"skipped_before_since": skipped, "truncated_fields": truncated, "quarantined_by_reason": counts}
-    return stream, stream.summarize(shard.index, stats, last=shard.last)
+        stream.spool = None
+    return stream, summary
 
 
 def _reader_process(conn: Any, shard: _Shard, args: tuple[Any, ...], counters: Any) -> None:
