@@ -3,11 +3,16 @@
 Reads one case per line ({"case_id", "input", "expected"?, "metadata"?}) and writes one result per case
 ({"case_id", "output", "spans", "error", "latency_ms"}), in input order, flushing as it goes.
 A case that fails is written with its error; a malformed line is reported as a failed case too.
+
+Cases are independent: each starts from the seeded ticket system, so a ticket created by one case is
+not seen by the next and a case's result does not depend on which cases share its batch (autofix
+batches cases as it likes and caches each result on its own).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from helpdesk.assistant import Assistant
+from helpdesk.tools.tickets import TicketSystem
 
 
 def run_case(assistant: Assistant, line_no: int, line: str) -> dict[str, Any]:
@@ -24,6 +30,8 @@ def run_case(assistant: Assistant, line_no: int, line: str) -> dict[str, Any]:
     try:
         case = json.loads(line)
         case_id = str(case["case_id"])
+        assistant = copy.copy(assistant)  # this case's own ticket system, fresh from the seed
+        assistant.tickets = TicketSystem(assistant.root / "data" / "tickets_seed.json")
         reply = assistant.answer(str(case["input"]), case.get("metadata") or {}, case_id=case_id)
         output, spans, error = reply.output, reply.spans, None
     except Exception as exc:  # one broken case must not stop the others
