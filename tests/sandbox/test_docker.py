@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+from datetime import datetime, timezone
 import os
 import resource
 import shlex
@@ -34,8 +35,22 @@ def py(code: str) -> str:
     return "python3 -c " + shlex.quote(code)
 
 
+_TESTS_STARTED = datetime.now(timezone.utc)
+
+
+def _created(container) -> datetime:
+    stamp = container.attrs["Created"].rstrip("Z")  # nanoseconds: keep microseconds for fromisoformat
+    whole, _, frac = stamp.partition(".")
+    return datetime.fromisoformat(f"{whole}.{(frac or '0')[:6]}").replace(tzinfo=timezone.utc)
+
+
 def leftover_containers(sandbox) -> list:
-    return sandbox.client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+    """Sandbox containers these tests left behind: created since they started, with a pytest tmp_path mounted.
+    Containers of other autofix processes on this machine (a benchmark, an earlier killed run) are not theirs."""
+    return [
+        c for c in sandbox.client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+        if _created(c) >= _TESTS_STARTED and any("/pytest-" in (m.get("Source") or "") for m in c.attrs.get("Mounts", []))
+    ]
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
