@@ -18,7 +18,7 @@ class ModelEndpoint:
     base_url: str
     api_key: str
     model: str
-    timeout_s: float = 120.0
+    timeout_s: float = 300.0  # the embedded model serialises calls: on a busy 2-core machine one can wait minutes
 
     @classmethod
     def from_env(cls) -> "ModelEndpoint":
