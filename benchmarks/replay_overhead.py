@@ -49,6 +49,19 @@ from autofix.sandbox.docker_backend import DockerSandbox  # noqa: E402
 TARGET = 1.10
 
 
+class Timed:
+    """Wall time of a block, and the machine's 1-minute load average when it started (other work on
+    the machine slows a timed run down: run this on a quiet machine)."""
+
+    def __enter__(self):
+        self.load = os.getloadavg()[0]
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+
+
 def commit_copy(target: Path, into: Path) -> Path:
     """`target` copied into a new git repository and committed; returns the copy."""
     copy = into / target.name
@@ -116,23 +129,25 @@ def main() -> None:
                        json={"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4},
                        timeout=300, trust_env=False).raise_for_status()
 
-            def direct() -> float:
-                return run_direct(config, cases_file, Path(tmp) / "direct.jsonl", gateway, host)
+            def direct() -> Timed:
+                with Timed() as timed:
+                    run_direct(config, cases_file, Path(tmp) / "direct.jsonl", gateway, host)
+                return timed
 
             def through_autofix():
-                started = time.perf_counter()
-                run = replay_at_ref(config, "HEAD", list(cases), sandbox=sandbox, gateway=gateway, use_cache=False,
-                                    parallel=parallel)
-                return time.perf_counter() - started, run
+                with Timed() as timed:
+                    run = replay_at_ref(config, "HEAD", list(cases), sandbox=sandbox, gateway=gateway,
+                                        use_cache=False, parallel=parallel)
+                return timed, run
 
             if args.first == "direct":
-                direct_s = direct()
-                autofix_s, run = through_autofix()
+                direct_t = direct()
+                autofix_t, run = through_autofix()
             else:
-                autofix_s, run = through_autofix()
-                direct_s = direct()
+                autofix_t, run = through_autofix()
+                direct_t = direct()
 
-        direct_rows = {}
+        direct_rows: dict[str, CaseResult] = {}
         for line in (Path(tmp) / "direct.jsonl").read_text().splitlines():
             row = CaseResult.model_validate_json(line)
             direct_rows[row.case_id] = row
@@ -141,10 +156,11 @@ def main() -> None:
         container = [json.loads(p.read_text())["duration_s"] for p in sorted((run.replay_dir / "io").glob("*/sandbox.json"))]
         model_s = sum(r.usage.model_latency_ms for r in run.results) / 1000
 
-    ratio = autofix_s / direct_s
-    print(f"direct on the host : {direct_s:8.1f} s")
-    print(f"autofix in Docker  : {autofix_s:8.1f} s   ({run.summary.failed_cases} failed cases, "
-          f"{len(container)} containers: {', '.join(f'{d:.1f}' for d in container)} s; model time {model_s:.1f} s)")
+    ratio = autofix_t.wall / direct_t.wall
+    print(f"direct on the host : {direct_t.wall:8.1f} s   (load at start {direct_t.load:.2f})")
+    print(f"autofix in Docker  : {autofix_t.wall:8.1f} s   (load at start {autofix_t.load:.2f}; "
+          f"{run.summary.failed_cases} failed cases; {len(container)} containers: "
+          f"{', '.join(f'{d:.1f}' for d in container)} s; gateway model time incl. queueing {model_s:.1f} s)")
     print(f"ratio              : {ratio:8.3f}   (target <= {TARGET:.2f}: {'met' if ratio <= TARGET else 'NOT met'})")
     print(f"same outputs       : {same}/{len(cases)}")
 

@@ -14,7 +14,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -217,6 +216,20 @@ def test_worktree_with_an_uncommitted_change_differs_from_head(toy: Path) -> Non
     (toy / "prompts/extra.md").write_text("an untracked file counts too\n")
     assert resolve_ref(load_config(toy / "autofix.yaml"), WORKTREE).tree != dirty.ref.tree
     assert "prompts/extra.md" not in git(toy, "ls-files")  # the repository's index was not touched
+
+
+def test_a_killed_replays_worktree_is_removed_by_prune(toy: Path) -> None:
+    from autofix.replay.refs import checkout
+    from autofix.worktrees import default_worktrees_dir, prune
+
+    config = load_config(toy / "autofix.yaml")
+    left = checkout(config, resolve_ref(config, "HEAD"), "replay-killed")
+    target = left.__enter__()  # never exited: what a kill -9 leaves
+    assert (target / "autofix.yaml").is_file() and target.parent.parent.name == "ref-0"
+    assert len(worktrees(toy)) == 2
+    report = prune(config.root, worktrees_dir=default_worktrees_dir(config))
+    assert report.ok and len(report.removed_worktrees) == 1 and len(worktrees(toy)) == 1
+    assert not target.exists()
 
 
 def test_worktree_replay_outside_git(tmp_path: Path) -> None:
@@ -450,6 +463,21 @@ def helpdesk_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         subprocess.run(["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com", *args], cwd=root,
                        check=True, capture_output=True, env=env)
     return root
+
+
+def test_helpdesk_cases_do_not_depend_on_their_batch(helpdesk_repo) -> None:
+    """A ticket one case creates is not seen by the next case of the batch: each result stands alone,
+    as the cache (one result per case) and batching (any split) assume. No model call is involved."""
+    config = load_config(helpdesk_repo / "autofix.yaml")
+    meta = {"user": "farid.aziz", "now": "2026-11-23"}
+    cases = [Case(case_id=f"open-{n}", input="Please open a ticket: I can't access the finance share", metadata=meta)
+             for n in range(2)] + [Case(case_id="list", input="which tickets did I open in the last 10 days?",
+                                        metadata=meta)]
+    together = replay_at_ref(config, "HEAD", cases, sandbox=LocalSandbox(warn=False), use_cache=False)
+    alone = replay_at_ref(config, "HEAD", cases[2:], sandbox=LocalSandbox(warn=False), use_cache=False)
+    first, second, listing = together.results
+    assert first.error is None and "INC-" in first.output and first.output == second.output
+    assert listing.output == alone.results[0].output and "finance share" not in listing.output
 
 
 def gateway_calls(config) -> int:

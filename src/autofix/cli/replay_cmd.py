@@ -43,8 +43,9 @@ def replay(
     no_cache: bool = typer.Option(False, "--no-cache", help="Replay every case, even those the replay cache knows."),
     parallel: Optional[int] = typer.Option(None, "--parallel", min=1,
                                            help="Batches replayed at once (default: one per CPU core)."),
+    rubrics: bool = typer.Option(False, "--rubrics", help="Score with the rubric judges too (calls the judge model)."),
 ) -> None:
-    """Replay a dataset on the target at a ref and score it with the deterministic checks.
+    """Replay a dataset on the target at a ref and score it with the deterministic checks (--rubrics: the rubric judges too).
 
     The ref is checked out in a temporary worktree (WORKTREE replays the folder itself); cases run in batches through the replay command in the sandbox against the model gateway.
 
@@ -71,6 +72,7 @@ def replay(
         try:
             run = replay_at_ref(
                 config, ref, dataset, limit=limit, sandbox_kind=sandbox, use_cache=not no_cache, parallel=parallel,
+                use_rubrics=rubrics,
                 on_stage=lambda text: console.print(f"[bold]•[/bold] {text}", soft_wrap=True) if not as_json else None,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
@@ -102,5 +104,5 @@ def replay(
     for note in run.dataset.notes:
         out.print(f"[dim]{note}[/dim]")
     if summary.unavailable_checks:
-        out.print(f"[yellow]not run (check not implemented yet):[/yellow] {', '.join(summary.unavailable_checks)}")
+        out.print(f"[yellow]not run:[/yellow] {', '.join(summary.unavailable_checks)}")
     out.print(f"artifacts: {run.replay_dir}")

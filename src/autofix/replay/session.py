@@ -131,6 +131,7 @@ def replay_at_ref(
     sandbox: Sandbox | None = None,
     gateway: GatewayServer | None = None,
     use_cache: bool = True,
+    use_rubrics: bool = False,
     parallel: int | None = None,
     replay_id: str | None = None,
     replay_dir: Path | None = None,
@@ -144,8 +145,9 @@ def replay_at_ref(
     `Dataset` or a list of cases; DatasetError when it cannot be read. `sandbox`/`gateway` reuse
     running ones (the gateway must listen where the sandbox reaches it); otherwise they are made
     here (`sandbox_kind` overrides `replay.sandbox`) and only when a case must really run.
-    `parallel`: batches at once (default: one per CPU core). Artifacts go to `replay_dir`
-    (default `<state>/replays/<replay_id>/`).
+    `use_rubrics`: score with the rubric judges too (model calls; their verdicts are cached by
+    the judges room), not only the deterministic checks. `parallel`: batches at once (default: one
+    per CPU core). Artifacts go to `replay_dir` (default `<state>/replays/<replay_id>/`).
     """
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
@@ -204,7 +206,9 @@ def replay_at_ref(
             cache.close()
 
     results = [by_id[c.case_id] for c in cases]
-    scores, unavailable = score_cases(cases, results, config)
+    if use_rubrics:
+        on_stage("judging with the rubric judges")
+    scores, unavailable = score_cases(cases, results, config, use_rubrics=use_rubrics)
     summary = summarize(cases, results, scores, unavailable)
     run = ReplayRun(replay_id=replay_id, replay_dir=replay_dir, ref=resolved, dataset=data, sandbox=sandbox_name,
                     isolated=isolated, results=results, scores=scores, summary=summary, cached=cached,
