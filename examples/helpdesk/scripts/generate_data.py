@@ -40,6 +40,8 @@ NEGATIVE_COMMENTS = [
     "useless", "no, that's outdated", "that's not what I asked",
 ]
 NO_SOURCE_COMMENTS = ["where is this from? please link the policy", "can you cite the source?", "which document says that?"]
+SOURCE_QUESTION_WHEN_WRONG = 0.20  # share of users asking for the source of an unsourced policy answer they doubt
+SOURCE_QUESTION_WHEN_RIGHT = 0.10  # ... and of one that looks right
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -173,8 +175,9 @@ def versions() -> dict[str, str]:
 class Population:
     """Simulated users: how they react to an answer, given whether it was right (driven by the gold answer)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, seed: int) -> None:
         self.rng = rng
+        self.seed = seed
 
     def react(self, q: dict[str, Any], correct: bool, cited: bool) -> tuple[list[dict[str, Any]], str | None]:
         """Feedback on the trace, and the follow-up behaviour: 'rephrase', 'abandon', 'escalation' or None."""
@@ -186,8 +189,6 @@ class Population:
                 feedback.append({"kind": "thumb_up", "value": 1, "comment": None})
             elif r() < 0.02:  # some users click the wrong button
                 feedback.append({"kind": "thumb_down", "value": -1, "comment": None})
-            if q["doc_ids"] and not cited and r() < 0.10:
-                feedback.append({"kind": "comment", "value": -1, "comment": self.rng.choice(NO_SOURCE_COMMENTS)})
             return feedback, None
         if r() < 0.45:
             feedback.append({"kind": "thumb_down", "value": -1, "comment": None})
@@ -204,11 +205,44 @@ class Population:
             feedback.append({"kind": follow_up, "value": -1, "comment": "asked for a human agent" if follow_up == "escalation" else None})
         return feedback, follow_up
 
+    def source_question(self, trace_id: str, q: dict[str, Any], correct: bool, cited: bool) -> dict[str, Any] | None:
+        """The comment of a user who wants to know where an answer on a policy comes from, or None.
+
+        Users ask when the answer names no source, more often when they doubt it (a wrong answer) than
+        when it looks right. Drawn from the trace's own random stream, so that this reaction can be
+        refreshed on existing traces (--refresh-source-questions) without replaying anything."""
+        if not q["doc_ids"] or cited:
+            return None
+        rng = random.Random(f"{self.seed}:sources:{trace_id}")
+        if rng.random() >= (SOURCE_QUESTION_WHEN_WRONG if not correct else SOURCE_QUESTION_WHEN_RIGHT):
+            return None
+        return {"kind": "comment", "value": -1, "comment": rng.choice(NO_SOURCE_COMMENTS)}
+
     def judge_scores(self, q: dict[str, Any], result: dict[str, Any], correct: bool) -> list[dict[str, Any]]:
         """The production online judge: mostly right, sometimes wrong, as real judges are."""
         noisy = correct if self.rng.random() > 0.08 else not correct
         value = round(self.rng.uniform(0.7, 1.0) if noisy else self.rng.uniform(0.0, 0.45), 2)
         return [{"name": "answer_quality", "value": value, "rationale": None, "source": "online_judge"}]
+
+
+def refresh_source_questions(population: Population, by_qid: dict[str, dict[str, Any]]) -> int:
+    """Redraw, on data/traces.jsonl as it is, the comments of users asking where an answer comes from."""
+    gold = {g["trace_id"]: g for g in read_jsonl(ROOT / "data" / "traces_gold.jsonl")}
+    traces = read_jsonl(ROOT / "data" / "traces.jsonl")
+    asked = 0
+    for trace in traces:
+        g = gold[trace["trace_id"]]
+        q = by_qid[g["qid"]]
+        feedback = [f for f in trace["feedback"] if f.get("comment") not in NO_SOURCE_COMMENTS]
+        comment = population.source_question(trace["trace_id"], q, g["correct"], cites_gold(q, trace))
+        if comment:  # where generation puts it: after the reaction to the answer, before a rephrase
+            at = next((n for n, f in enumerate(feedback) if f["kind"] == "rephrase"), len(feedback))
+            feedback.insert(at, comment)
+            asked += 1
+        trace["feedback"] = feedback
+    write_jsonl(ROOT / "data" / "traces.jsonl", traces)
+    print(f"{asked} of {len(traces)} traces now carry a question about sources", file=sys.stderr)
+    return 0
 
 
 def main() -> int:
@@ -218,11 +252,15 @@ def main() -> int:
     parser.add_argument("--golden", type=int, default=70, help="answers sampled for judge labelling")
     parser.add_argument("--model", default="autofix-local/smollm2-135m-instruct", help="litellm model behind the gateway")
     parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--refresh-source-questions", action="store_true",
+                        help="only redraw the users' questions about sources on the existing traces (no replay)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
     questions = load_questions(rng)
     by_qid = {q["qid"]: q for q in questions}
+    if args.refresh_source_questions:
+        return refresh_source_questions(Population(rng, args.seed), by_qid)
     by_input = {q["question"]: q for q in questions}
     print(f"{len(questions)} base questions", file=sys.stderr)
 
@@ -245,7 +283,7 @@ def main() -> int:
                     "metadata": case_metadata(by_qid[s["qid"]], s["user"], s["start"].date().isoformat())} for s in sessions]
     results = replay(first_cases, args.model, "traces")
 
-    population = Population(rng)
+    population = Population(rng, args.seed)
     traces: list[dict[str, Any]] = []
     gold: list[dict[str, Any]] = []
     follow_ups: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -256,8 +294,11 @@ def main() -> int:
         result = results[case["case_id"]]
         correct = is_correct(q, result)
         feedback, follow_up = population.react(q, correct, cites_gold(q, result))
+        trace_id = case["case_id"].replace("t-", "tr-")
+        asked = population.source_question(trace_id, q, correct, cites_gold(q, result))
+        feedback += [asked] if asked else []
         trace = {
-            "trace_id": case["case_id"].replace("t-", "tr-"), "session_id": session["session_id"],
+            "trace_id": trace_id, "session_id": session["session_id"],
             "timestamp": at.isoformat(), "input": case["input"], "output": result.get("output") or "",
             "spans": result["spans"], "feedback": feedback, "scores": population.judge_scores(q, result, correct),
             "versions": version,
