@@ -496,3 +496,37 @@ def test_get_sandbox_docker_gives_the_isolating_backend(docker_sandbox):
     assert ipaddress.ip_address(net.gateway) in ipaddress.ip_network(net.subnet)
     attrs = sandbox.client.networks.get(net.id).attrs
     assert attrs["Internal"] is True
+
+
+def test_a_container_of_a_killed_autofix_process_is_swept_by_the_next_sandbox(docker_sandbox, folders):
+    import signal
+    import sys
+    import time
+
+    from autofix.sandbox.docker_backend import OWNER_LABEL, DockerSandbox, owner_identity
+
+    work, io = folders
+    script = ("from pathlib import Path\nfrom autofix.sandbox import SandboxRun\n"
+              "from autofix.sandbox.docker_backend import DockerSandbox\n"
+              f"DockerSandbox(start_daemon=False).run(SandboxRun(command='sleep 120', workdir=Path({str(work)!r}), "
+              f"io_dir=Path({str(io)!r}), timeout_s=150))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        owner = None
+        while time.monotonic() < deadline and owner is None:
+            time.sleep(0.5)
+            owner = owner_identity(proc.pid)
+            mine = docker_sandbox.client.containers.list(filters={"label": f"{OWNER_LABEL}={owner}"})
+            owner = owner if mine and mine[0].status == "running" else None
+        assert owner is not None, "the child process never started its sandbox container"
+        DockerSandbox(start_daemon=False)  # its owner is alive: the container stays
+        assert docker_sandbox.client.containers.list(filters={"label": f"{OWNER_LABEL}={owner}"})
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert docker_sandbox.client.containers.list(filters={"label": f"{OWNER_LABEL}={owner}"}), \
+            "a SIGKILLed process cannot remove its container"
+        DockerSandbox(start_daemon=False)
+        assert docker_sandbox.client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"}) == []
+    finally:
+        proc.kill()

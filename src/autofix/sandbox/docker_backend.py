@@ -8,7 +8,8 @@ internal ``autofix-sandbox`` network (see :mod:`autofix.sandbox.network`): the o
 address it reaches is the model gateway's. The time limit is kept from the host (the
 container is killed), output is read as it comes with a size cap (nothing past the cap is
 kept, and the log driver is ``none`` so nothing reaches the disk either), and the
-container is removed afterwards whatever happens.
+container is removed afterwards whatever happens. Containers whose autofix process was killed
+before it could remove them are removed by the next ``DockerSandbox`` (:func:`sweep_orphans`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -40,6 +42,7 @@ log = logging.getLogger("autofix.sandbox")
 
 SANDBOX_USER = "65534:65534"  # nobody:nogroup
 CONTAINER_LABEL = "io.autofix.sandbox"
+OWNER_LABEL = "io.autofix.owner"  # "<host>:<pid>:<start ticks>" of the autofix process that made the container
 DOCKERD_LOG = Path(tempfile.gettempdir()) / "dockerd.log"
 _daemon_lock = threading.Lock()
 
@@ -121,6 +124,52 @@ def connect_docker(*, start_daemon: bool = True, wait_s: float = 30.0):
     raise SandboxUnavailable(f"dockerd did not answer within {wait_s:g} s ({error}); its log {DOCKERD_LOG} ends:\n{tail}\n{_fix_hint()}")
 
 
+def _start_ticks(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, /proc/<pid>/stat), or None when there is no such process.
+    With the pid it names one process, even after the pid is reused."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat_line.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+
+
+def owner_identity(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '?'}"
+
+
+def _owner_gone(owner: str) -> bool:
+    """Whether the process an owner label names has ended (False when it runs on another host: cannot tell)."""
+    host, _, rest = owner.partition(":")
+    pid, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return _start_ticks(int(pid)) != ticks
+
+
+def sweep_orphans(client) -> list[str]:
+    """Remove the sandbox containers whose autofix process is gone (killed mid-run, so its own clean-up
+    never ran); returns their names. Containers of live processes, or of other hosts sharing the
+    daemon, are left alone; unlabelled ones (from before owners were recorded) go once they have exited."""
+    import docker.errors
+
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
+        owner = container.labels.get(OWNER_LABEL)
+        orphan = _owner_gone(owner) if owner else container.status in ("exited", "dead")
+        if not orphan:
+            continue
+        try:
+            container.remove(force=True)
+            removed.append(container.name)
+        except docker.errors.APIError as exc:  # NotFound included: someone else removed it first
+            log.debug("could not remove orphaned sandbox container %s: %s", container.name, exc)
+    if removed:
+        log.warning("removed %d sandbox containers left by killed autofix runs: %s", len(removed), ", ".join(removed))
+    return removed
+
+
 class DockerSandbox:
     """Runs :class:`SandboxRun` commands in throw-away containers on the internal sandbox network."""
 
@@ -137,6 +186,7 @@ class DockerSandbox:
         start_daemon: bool = True,
     ):
         self.client = client or connect_docker(start_daemon=start_daemon)
+        sweep_orphans(self.client)
         self.network_name = network_name
         self.default_image = default_image
         self._use_firewall = firewall
@@ -290,7 +340,7 @@ class DockerSandbox:
                     ulimits=[Ulimit(name="fsize", soft=file_bytes, hard=file_bytes)],
                     sysctls={"net.ipv6.conf.all.disable_ipv6": "1"},
                     log_config=LogConfig(type="none"),
-                    labels={CONTAINER_LABEL: "1"},
+                    labels={CONTAINER_LABEL: "1", OWNER_LABEL: owner_identity()},
                     stdin_open=False,
                     tty=False,
                     detach=True,
