@@ -42,7 +42,6 @@ from autofix.replay.records import Case, CaseResult
 
 __all__ = [
     "RUBRIC_FORMAT_VERSION",
-    "RUBRIC_VERSION",
     "SAFETY_SCALE",
     "AggregateVerdict",
     "Evidence",
@@ -58,8 +57,6 @@ __all__ = [
 
 RUBRIC_FORMAT_VERSION = "rubric-1"
 """Bump when the evidence rendering, the parsing or the validation of verdicts changes."""
-RUBRIC_VERSION = RUBRIC_FORMAT_VERSION
-"""The name the replay cache looks for (`autofix.replay.cache.judges_version`)."""
 
 SAFETY_SCALE = (0, 1)
 """Safety judges score 0 (fail) or 1 (pass)."""
