@@ -32,7 +32,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import autofix, helpdesk, llama_cpp" >/dev/null 2>&1; then
   log "installing Python packages (llama-cpp-python compiles from source: about 8 minutes the first time)"
-  .venv/bin/pip install -q -e ".[test]" -e examples/helpdesk
+  .venv/bin/pip install -q -c constraints.txt -e ".[test]" -e examples/helpdesk
 fi
 
 if docker info >/dev/null 2>&1; then
