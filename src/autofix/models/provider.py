@@ -58,39 +58,9 @@ class LocalChatLLM(CustomLLM):
         )
         return _to_model_response(raw, model, model_response)
 
-    async def acompletion(  # type: ignore[override]
-        self,
-        model: str,
-        messages: list,
-        api_base: str | None = None,
-        custom_prompt_dict: dict | None = None,
-        model_response: ModelResponse | None = None,
-        print_verbose: Any = None,
-        encoding: Any = None,
-        api_key: Any = None,
-        logging_obj: Any = None,
-        optional_params: dict | None = None,
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> ModelResponse:
+    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         # llama.cpp blocks; run it in a worker thread so the event loop keeps serving.
-        return await asyncio.to_thread(
-            self.completion,
-            model,
-            messages,
-            api_base,
-            custom_prompt_dict,
-            model_response,
-            print_verbose,
-            encoding,
-            api_key,
-            logging_obj,
-            optional_params,
-        )
+        return await asyncio.to_thread(self.completion, *args, **kwargs)
 
 
 def _to_model_response(raw: dict[str, Any], model: str, model_response: ModelResponse | None) -> ModelResponse:
