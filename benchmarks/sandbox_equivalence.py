@@ -35,19 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay_overhead import commit_copy  # noqa: E402
 
 from autofix.config import load_config  # noqa: E402
-from autofix.replay.records import CaseResult  # noqa: E402
+from autofix.replay.records import reproducible_part  # noqa: E402
 from autofix.replay.session import ReplayRun, replay_at_ref  # noqa: E402
 from autofix.sandbox.docker_backend import DockerSandbox  # noqa: E402
 from autofix.sandbox.local_backend import LocalSandbox  # noqa: E402
-
-
-def comparable(result: CaseResult) -> dict:
-    """What must be equal between two replays of one commit: everything but the timings."""
-    spans = [{k: v for k, v in span.items() if k not in ("start_ms", "end_ms")} for span in result.spans]
-    for span in spans:
-        span["attributes"] = {k: v for k, v in (span.get("attributes") or {}).items() if "latency" not in k}
-    return {"output": result.output, "error": result.error, "spans": spans, "tokens": result.usage.tokens,
-            "calls": result.usage.calls}
 
 
 def model_calls(config) -> int:
@@ -93,7 +84,7 @@ def main() -> int:
             print(f"the local run found {locally.cache_hits} cases in the cache: it did not replay them", file=sys.stderr)
             return 1
         by_case = {r.case_id: r for r in locally.results}
-        differ = [r.case_id for r in in_docker.results if comparable(r) != comparable(by_case[r.case_id])]
+        differ = [r.case_id for r in in_docker.results if reproducible_part(r) != reproducible_part(by_case[r.case_id])]
         same_metrics = in_docker.summary.metrics == locally.summary.metrics
         n = in_docker.summary.cases
         print(f"same result in Docker and locally: {n - len(differ)}/{n} cases"

@@ -22,7 +22,7 @@ from autofix.config import load_config
 from autofix.demo import bundled_example
 from autofix.replay.cache import CACHE_FILENAME, ReplayCache
 from autofix.replay.datasets import load_dataset, split_holdout
-from autofix.replay.records import Case, DatasetError
+from autofix.replay.records import Case, DatasetError, reproducible_part
 from autofix.replay.refs import WORKTREE, RefError, resolve_ref
 from autofix.replay.session import replay_at_ref
 from autofix.sandbox.local_backend import LocalSandbox
@@ -488,15 +488,6 @@ def gateway_calls(config) -> int:
         return conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
 
-def comparable(result) -> dict:
-    """What must be equal between two replays of one commit (not the timings)."""
-    spans = [{k: v for k, v in span.items() if k not in ("start_ms", "end_ms")} for span in result.spans]
-    for span in spans:
-        span["attributes"] = {k: v for k, v in (span.get("attributes") or {}).items() if "latency" not in k}
-    return {"output": result.output, "error": result.error, "spans": spans, "tokens": result.usage.tokens,
-            "calls": result.usage.calls}
-
-
 @pytest.mark.model
 @pytest.mark.docker
 def test_helpdesk_replays_the_same_in_docker_and_locally_then_from_the_cache(helpdesk_repo, docker_sandbox) -> None:
@@ -508,14 +499,14 @@ def test_helpdesk_replays_the_same_in_docker_and_locally_then_from_the_cache(hel
     assert docker.summary.failed_cases == 0, [r.error for r in docker.results if r.error]
     assert local.summary.tokens > 0
     for a, b in zip(local.results, docker.results):
-        assert comparable(a) == comparable(b), a.case_id
+        assert reproducible_part(a) == reproducible_part(b), a.case_id
     assert local.summary.metrics == docker.summary.metrics
 
     calls = gateway_calls(config)
     cached = replay_at_ref(config, "HEAD", "regression", limit=10, sandbox=docker_sandbox)
     assert cached.cache_hits == cached.summary.cases == 10
     assert gateway_calls(config) == calls  # the gateway was not asked anything
-    assert [comparable(r) for r in cached.results] == [comparable(r) for r in local.results]
+    assert [reproducible_part(r) for r in cached.results] == [reproducible_part(r) for r in local.results]
     assert cached.summary.tokens == local.summary.tokens  # cost and tokens of a cached case are what it cost
 
 

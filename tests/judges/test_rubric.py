@@ -6,7 +6,6 @@ from __future__ import annotations
 import litellm
 import pytest
 
-from autofix.config import RubricJudge
 from autofix.judges.rubric import Evidence, LMJudge, Verdict, VerdictCache, aggregate_verdicts
 from autofix.replay.records import Case, CaseResult
 

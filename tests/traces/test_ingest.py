@@ -45,7 +45,6 @@ def test_a_folder_of_mixed_exports_becomes_one_stream_with_stats(tmp_path):
     (folder / "notes.txt").write_text("not a trace file")
     run = tmp_path / "runs" / "2024-06-08"
     stats = IngestStats()
-    from autofix.traces import ReadLimits
 
     with Quarantine(run / "quarantine.jsonl") as q:
         traces = list(ingest(folder, quarantine=q, stats=stats, limits=ReadLimits(max_field_chars=1000)))

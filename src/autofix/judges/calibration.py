@@ -33,6 +33,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autofix.config import AutofixConfig, RubricJudge
+from autofix.jsonl import read_case_records
 from autofix.judges.rubric import Evidence, JudgeProgram, LMJudge, Verdict
 
 __all__ = [
@@ -79,22 +80,8 @@ def load_golden(path: str | Path) -> list[GoldenRecord]:
     path = Path(path)
     if not path.is_file():
         raise GoldenError(f"{path}: golden set not found (set `datasets.golden` in autofix.yaml to a labelled JSONL file)")
-    records: list[GoldenRecord] = []
-    seen: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = GoldenRecord.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as exc:
-                raise GoldenError(f"{path}:{line_no}: not a golden record ({exc.__class__.__name__}: {exc}); each line "
-                                  'needs {"case_id", "input", "output", "labels": {...}}') from None
-            if record.case_id in seen:
-                raise GoldenError(f"{path}:{line_no}: duplicate case_id {record.case_id!r}")
-            seen.add(record.case_id)
-            records.append(record)
-    return records
+    return read_case_records(path, GoldenRecord, error=GoldenError, what="a golden record",
+                             hint='; each line needs {"case_id", "input", "output", "labels": {...}}')
 
 
 # --------------------------------------------------------------------------- labels
@@ -261,7 +248,7 @@ def decide(agreement: Agreement, kind: str, thresholds: CalibrationThresholds) -
     if agreement.labelled < t.min_labels:
         reasons.append(f"only {agreement.labelled} labelled record(s); need at least {t.min_labels}")
     if agreement.labelled == 0:
-        return False, [f"no record of the golden set is labelled for this judge (labels: {{<judge name or "
+        return False, ["no record of the golden set is labelled for this judge (labels: {<judge name or "
                        "dimension>: <score or pass/fail>}})"]
     if agreement.coverage is None or agreement.coverage < t.min_coverage:
         reasons.append(f"coverage {_fmt(agreement.coverage)} < {t.min_coverage} (too many cases without a verdict)")

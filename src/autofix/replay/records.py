@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from autofix.jsonl import read_case_records
 
 
 class Case(BaseModel):
@@ -60,18 +61,14 @@ class DatasetError(ValueError):
 
 def load_cases(path: Path) -> list[Case]:
     """Read a JSONL dataset of cases; a bad line is an error naming the file and the line."""
-    cases: list[Case] = []
-    seen: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                case = Case.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as exc:
-                raise DatasetError(f"{path}:{line_no}: not a valid case ({exc.__class__.__name__}: {exc})") from None
-            if case.case_id in seen:
-                raise DatasetError(f"{path}:{line_no}: duplicate case_id {case.case_id!r}")
-            seen.add(case.case_id)
-            cases.append(case)
-    return cases
+    return read_case_records(path, Case, error=DatasetError, what="a valid case")
+
+
+def reproducible_part(result: CaseResult) -> dict[str, Any]:
+    """What two replays of one commit must agree on: the output, error, spans (without their timings),
+    tokens and model calls. Latencies differ from run to run and are left out."""
+    spans = [{k: v for k, v in span.items() if k not in ("start_ms", "end_ms")} for span in result.spans]
+    for span in spans:
+        span["attributes"] = {k: v for k, v in (span.get("attributes") or {}).items() if "latency" not in k}
+    return {"output": result.output, "error": result.error, "spans": spans, "tokens": result.usage.tokens,
+            "calls": result.usage.calls}

@@ -397,7 +397,6 @@ def iter_json_document(
         # An object: a page holding records under "data"/"traces", or one record itself.
         obj: dict[str, Any] = {}
         held: list[tuple[int, int, Any]] | None = None
-        held_key = None
         j = _ws(text, i + 1)
         if j < len(text) and text[j] == "}":
             return
@@ -410,7 +409,7 @@ def iter_json_document(
                 raise _DocError(j, "Expecting ':' delimiter")
             j = _ws(text, j + 1)
             if key in CONTAINER_KEYS and held is None and j < len(text) and text[j] == "[":
-                held, held_key = [], key
+                held = []
                 end = j
                 for start, end_el, value in _array_elements(text, j):
                     held.append((start, end_el, value))

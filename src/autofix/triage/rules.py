@@ -949,7 +949,7 @@ def r_superseded_document(f: TraceFacts, ctx: TriageContext) -> RuleMatch | None
                                  f"retrieval span {r.span_id} ({r.name}) returned {d.doc_id!r} at rank {rank}, a document "
                                  f"marked {status!r}{where}: stale content is still indexed", [r.span_id])
             if current is not None:
-                state = (f"the current version was not retrieved" if cur_rank is None
+                state = ("the current version was not retrieved" if cur_rank is None
                          else f"the current version ranks {cur_rank}, below it" if wins
                          else f"the current version ranks {cur_rank}, and both reach the model")
                 return RuleMatch(Category.data_freshness, 0.7 if wins else 0.55,
