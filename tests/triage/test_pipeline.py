@@ -57,7 +57,7 @@ def test_run_triage_end_to_end(loaded) -> None:  # noqa: ANN001
 
     state = loaded.state_path / "triage"
     latest = json.loads((state / "latest.json").read_text())
-    stamped = [p for p in state.glob("2*.json")]
+    stamped = [p for p in state.glob("2*/report.json")]
     assert len(stamped) == 1 and json.loads(stamped[0].read_text()) == latest
     assert latest["traces"] == 29 and latest["failures"] == 9 and latest["quarantined"] == 3
     assert {c["id"] for c in latest["clusters"]} == {c.id for c in report.clusters}
@@ -68,16 +68,19 @@ def test_run_triage_end_to_end(loaded) -> None:  # noqa: ANN001
     assert details["odd"]["diagnosis"]["method"] == "none"
     assert all(d["signals"] for d in details.values())
 
-    quarantine = [json.loads(x) for x in (state / "quarantine.jsonl").read_text().splitlines()]
+    quarantine = [json.loads(x) for x in (stamped[0].parent / "quarantine.jsonl").read_text().splitlines()]
+    assert latest["quarantine_path"] == str(stamped[0].parent / "quarantine.jsonl")
     assert [q["line"] for q in quarantine] == [4, 8, 10]
     assert all(q["file"].endswith("traces.jsonl") for q in quarantine)
 
 
-def test_a_second_run_rewrites_the_quarantine(loaded) -> None:  # noqa: ANN001
-    run_triage(loaded)
-    report = run_triage(loaded)
-    lines = (loaded.state_path / "triage" / "quarantine.jsonl").read_text().splitlines()
-    assert len(lines) == report.quarantined == 3
+def test_each_run_keeps_its_own_report_and_quarantine(loaded) -> None:  # noqa: ANN001
+    first = run_triage(loaded)
+    second = run_triage(loaded)
+    assert Path(first.report_path).parent != Path(second.report_path).parent
+    for report in (first, second):
+        assert Path(report.quarantine_path).parent == Path(report.report_path).parent
+        assert len(Path(report.quarantine_path).read_text().splitlines()) == report.quarantined == 3
 
 
 def test_since_keeps_only_later_traces(loaded) -> None:  # noqa: ANN001
@@ -169,9 +172,9 @@ def test_parallel_readers_give_the_same_result(target: Path, tb, write_jsonl) ->
     write_jsonl(target / "data" / "traces.jsonl", rows)
     cfg = load_config(target)
     one = run_triage(cfg, workers=1)
-    q_one = (cfg.state_path / "triage" / "quarantine.jsonl").read_text()
+    q_one = Path(one.quarantine_path).read_text()
     many = run_triage(cfg, workers=3, parallel_min_bytes=0)
-    q_many = (cfg.state_path / "triage" / "quarantine.jsonl").read_text()
+    q_many = Path(many.quarantine_path).read_text()
     assert many.timings_s.get("workers") == 3.0
     assert (many.traces, many.failures, many.quarantined) == (one.traces, one.failures, one.quarantined)
     assert q_many == q_one

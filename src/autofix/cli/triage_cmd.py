@@ -78,7 +78,7 @@ def triage(
 ) -> None:
     """Find the failures in the production traces, diagnose their root causes and rank the clusters.
 
-    Reads datasets.traces of autofix.yaml (native JSONL, OpenInference or Langfuse exports). Writes <state>/triage/<timestamp>.json and latest.json; bad records go to <state>/triage/quarantine.jsonl.
+    Reads datasets.traces of autofix.yaml (native JSONL, OpenInference or Langfuse exports). Each run writes <state>/triage/<timestamp>/report.json and quarantine.jsonl (bad records, with file, line and reason); <state>/triage/latest.json is the newest report.
 
     Exit 2 on a bad config, 1 on unreadable input.
     """

@@ -25,10 +25,11 @@ one a single pass gives (a rephrase is only missed when the later trace of the p
 *before* the earlier one in the file and across a boundary). Other formats are read by
 one process.
 
-The report goes to ``<state>/triage/<timestamp>.json`` and ``<state>/triage/latest.json``:
-the summary (``traces``, ``failures``, ``quarantined``, ``clusters`` with their ``trace_ids``)
-plus ``failure_details`` (each failure, its signals, its diagnosis and its cluster). Bad input
-records go to ``<state>/triage/quarantine.jsonl`` with file, line and reason.
+Each triage run keeps its own folder ``<state>/triage/<timestamp>/``: ``report.json`` (the
+summary: ``traces``, ``failures``, ``quarantined``, ``clusters`` with their ``trace_ids``, plus
+``failure_details``: each failure, its signals, its diagnosis and its cluster) and
+``quarantine.jsonl`` (the bad input records with file, line and reason). ``<state>/triage/latest.json``
+is a copy of the newest report, which `slice:<cluster>` datasets read.
 """
 
 from __future__ import annotations
@@ -973,6 +974,19 @@ def _stamp(dt: datetime) -> str:
     return dt.strftime("%Y%m%dT%H%M%S") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def _new_run_dir(out_dir: Path) -> Path:
+    """A new, empty folder for one triage run, named by its start time."""
+    stamp = _stamp(_utcnow())
+    for n in range(1, 1000):
+        path = out_dir / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{out_dir}: cannot make a new triage run folder for {stamp}")
+
+
 def _write_report(report: TriageReport, path: Path) -> None:
     """Write the report JSON (summary, then one failure per line of the `failure_details` array)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1016,8 +1030,8 @@ def run_triage(
 
     `config`: an `AutofixConfig`. `since`: keep traces at or after it. `classifier`: for failures
     no rule explains (None: they are reported ``unclassified``; the CLI passes
-    `default_classifier(config)`). `quarantine_path`: default ``<state>/triage/quarantine.jsonl``
-    (rewritten by each run). `workers`: reader processes for native JSONL input of at least
+    `default_classifier(config)`). `quarantine_path`: default ``<state>/triage/<timestamp>/quarantine.jsonl``
+    (each run its own, beside its ``report.json``). `workers`: reader processes for native JSONL input of at least
     `parallel_min_bytes` (default: one per core). Raises FileNotFoundError when a trace file
     is missing, PermissionError when it cannot be read.
     """
@@ -1034,7 +1048,8 @@ def run_triage(
                 raise PermissionError(f"{src}: the trace file cannot be read ({exc.strerror or exc})") from None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
-    qpath = Path(quarantine_path) if quarantine_path is not None else out_dir / "quarantine.jsonl"
+    run_dir = _new_run_dir(out_dir) if write else out_dir / _stamp(_utcnow())
+    qpath = Path(quarantine_path) if quarantine_path is not None else run_dir / "quarantine.jsonl"
     if write:
         qpath.parent.mkdir(parents=True, exist_ok=True)
         qpath.unlink(missing_ok=True)
@@ -1074,7 +1089,7 @@ def run_triage(
     report.quarantine_path = str(qpath) if write else None
     if write:
         t = time.perf_counter()
-        path = out_dir / f"{_stamp(report.generated_at)}.json"
+        path = run_dir / "report.json"
         report.report_path = str(path)
         _write_report(report, path)
         latest = out_dir / "latest.json"
