@@ -21,6 +21,8 @@ Timed, one run each, same commit, same gateway and model:
 
 Prints both wall times, the ratio (target: at most 1.10 for 100 cases), where autofix's time went
 (per-batch container time, checkout, the rest), and whether the two runs gave the same outputs.
+With `--parallel 1` it also prints each run's wall time outside the model calls: the model's own
+speed drifts by several percent between two runs on a shared machine, which the ratio includes.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def main() -> None:
                    and (r.output, r.error) == (direct_rows[r.case_id].output, direct_rows[r.case_id].error))
         container = [json.loads(p.read_text())["duration_s"] for p in sorted((run.replay_dir / "io").glob("*/sandbox.json"))]
         model_s = sum(r.usage.model_latency_ms for r in run.results) / 1000
+        direct_model_s = sum(c.latency_ms for c in store.calls("bench-direct")) / 1000
 
     ratio = autofix_t.wall / direct_t.wall
     print(f"direct on the host : {direct_t.wall:8.1f} s   (load at start {direct_t.load:.2f})")
@@ -163,6 +166,11 @@ def main() -> None:
           f"{', '.join(f'{d:.1f}' for d in container)} s; gateway model time incl. queueing {model_s:.1f} s)")
     print(f"ratio              : {ratio:8.3f}   (target <= {TARGET:.2f}: {'met' if ratio <= TARGET else 'NOT met'})")
     print(f"same outputs       : {same}/{len(cases)}")
+    # The model's speed varies by several percent between two runs of the same calls on a shared machine;
+    # the wall time outside the model calls is what autofix adds (with --parallel 1, where calls do not overlap).
+    if parallel == 1:
+        print(f"outside the model  : direct {direct_t.wall - direct_model_s:6.1f} s, autofix {autofix_t.wall - model_s:6.1f} s "
+              f"(model time: direct {direct_model_s:.1f} s, autofix {model_s:.1f} s)")
 
 
 if __name__ == "__main__":
