@@ -31,13 +31,8 @@ from git import Repo
 from git.exc import GitCommandError
 
 from autofix.config import AutofixConfig
-from autofix.worktrees import (
-    _LOCK,
-    NotAGitRepositoryError,
-    _remove_registered,
-    default_worktrees_dir,
-    find_repository,
-)
+from autofix.worktrees.records import NotAGitRepositoryError
+from autofix.worktrees.registry import ADMIN_LOCK, default_worktrees_dir, find_repository, remove_registered_worktree
 
 WORKTREE = "WORKTREE"
 """The `--ref` naming the working tree as it is on disk."""
@@ -211,7 +206,7 @@ def checkout(config: AutofixConfig, resolved: ResolvedRef, replay_id: str) -> It
     repo, subpath = found
     worktrees_dir = default_worktrees_dir(config)
     path = worktrees_dir / replay_id / "ref-0"  # the layout `autofix worktrees prune` cleans up
-    with _LOCK:
+    with ADMIN_LOCK:
         worktrees_dir.mkdir(parents=True, exist_ok=True)
         ignore = worktrees_dir / ".gitignore"
         if not ignore.exists():
@@ -220,14 +215,14 @@ def checkout(config: AutofixConfig, resolved: ResolvedRef, replay_id: str) -> It
             repo.git.worktree("add", "--detach", str(path), resolved.commit)
         except GitCommandError as exc:
             with contextlib.suppress(Exception):
-                _remove_registered(repo, path)
+                remove_registered_worktree(repo, path)
             raise RefError(f"could not check out {resolved.ref} at {path}: {(exc.stderr or str(exc)).strip()}") from None
     try:
         yield path / subpath if subpath else path
     finally:
-        with _LOCK:
+        with ADMIN_LOCK:
             try:
-                _remove_registered(repo, path)
+                remove_registered_worktree(repo, path)
             finally:
                 shutil.rmtree(path, ignore_errors=True)
                 with contextlib.suppress(OSError):
