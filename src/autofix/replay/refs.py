@@ -32,7 +32,12 @@ from git.exc import GitCommandError
 
 from autofix.config import AutofixConfig
 from autofix.worktrees.records import NotAGitRepositoryError
-from autofix.worktrees.registry import ADMIN_LOCK, default_worktrees_dir, find_repository, remove_registered_worktree
+from autofix.worktrees.registry import (
+    ADMIN_LOCK,
+    default_worktrees_dir,
+    find_repository,
+    remove_registered_worktree,
+)
 
 WORKTREE = "WORKTREE"
 """The `--ref` naming the working tree as it is on disk."""
