@@ -18,7 +18,7 @@ def test_bundled_example_config_is_valid():
 
 
 @pytest.mark.model
-def test_demo_replays_and_scores_the_regression_set():
+def test_demo_triages_the_traces_then_replays_and_scores_the_regression_set():
     done = subprocess.run([sys.executable, "-m", "autofix", "demo", "--limit", "4", "--json"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -29,3 +29,21 @@ def test_demo_replays_and_scores_the_regression_set():
     run_dir = Path(summary["run_dir"])
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all("answer_correct" in row["checks"] for row in rows)
+    traces = (bundled_example().parent / "data" / "traces.jsonl").read_text().splitlines()
+    triage = summary["triage"]
+    assert triage["traces"] == len(traces) and triage["failures"] > 0 and triage["quarantined"] == 0
+    assert len(triage["clusters"]) == 10  # the top ten in the JSON
+    assert {"retrieval", "routing", "prompt", "tool_arguments"} <= {c["category"] for c in triage["clusters"]}
+    assert all(c["owner"].startswith(("optimizer:", "team:")) and c["rationale"] for c in triage["clusters"])
+    assert Path(triage["report"]).is_file()
+
+
+@pytest.mark.model
+def test_demo_on_a_terminal_shows_the_clusters_and_the_scores():
+    done = subprocess.run([sys.executable, "-m", "autofix", "demo", "--limit", "4"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "437 traces" in out and "clusters" in out and "optimizer:gepa" in out
+    assert "(4 cases)" in out and "answer_correct" in out
+    assert "more clusters (autofix triage -c" in out

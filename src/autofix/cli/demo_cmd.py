@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autofix.config import ConfigError, load_config
+from autofix.cli.triage_cmd import print_clusters
 from autofix.demo import bundled_example, run_demo
 from autofix.replay.metrics import MetricSummary
 from autofix.replay.records import DatasetError
@@ -33,11 +34,12 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Replay every case, even those the replay cache knows."),
 ) -> None:
-    """Replay the target's regression set through the model gateway in a sandbox and score it.
+    """Triage the target's production traces, then replay its regression set in a sandbox and score it.
 
     Uses the embedded defaults: the local model (SmolLM2-135M-Instruct) behind the gateway, Docker
     sandboxes where Docker works (else the local sandbox, if the config allows it), SQLite for usage.
-    Artifacts go to the target's state folder: <state>/<run-id>/results.jsonl and summary.json.
+    Artifacts go to the target's state folder: <state>/triage/<timestamp>/ (the triage report and its
+    quarantine) and <state>/<run-id>/ (results.jsonl, summary.json).
     Cases whose result the replay cache holds for the unchanged working tree are not run again.
     """
     console = Console(stderr=True)
@@ -64,11 +66,18 @@ def demo(
 
     summary = run.summary
     if as_json:
+        triage = run.triage.summary(limit_clusters=10) if run.triage is not None else None
         typer.echo(json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "sandbox": run.sandbox,
-                               "cache_hits": run.cache_hits, **summary.model_dump()}, indent=2))
+                               "cache_hits": run.cache_hits, **summary.model_dump(), "triage": triage},
+                              indent=2, ensure_ascii=False))
         return
 
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=240)
+    if run.triage is not None:
+        print_clusters(run.triage, 8, out, more_hint=f"autofix triage -c {path} lists them all")
+        out.print()
     if not run.isolated:
         out.print("[yellow]The local sandbox does not isolate the replayed code.[/yellow]")
     metrics = Table(title=f"{config.project}: regression set at the working tree ({summary.cases} cases)")
@@ -93,4 +102,4 @@ def demo(
     if summary.unavailable_checks:
         out.print(f"[yellow]not run (check not implemented yet):[/yellow] {', '.join(summary.unavailable_checks)}")
     out.print(f"artifacts: {run.run_dir}")
-    out.print("[dim]Triage, candidate fixes, the launch gate and approval are not built yet: the demo stops here.[/dim]")
+    out.print("[dim]Candidate fixes, the launch gate and approval are not built yet: the demo stops here.[/dim]")

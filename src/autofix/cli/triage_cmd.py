@@ -33,7 +33,8 @@ def _parse_since(value: str | None) -> datetime | None:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
-def _table(report, limit: int | None, console: Console) -> None:  # noqa: ANN001
+def print_clusters(report, limit: int | None, console: Console, more_hint: str = "drop --limit-clusters to see them") -> None:  # noqa: ANN001
+    """The ranked clusters of a triage report as a table, then the counts by category and where the report is."""
     clusters = report.clusters if limit is None else report.clusters[:limit]
     title = (
         f"{report.traces} traces, {report.failures} failures, {report.quarantined} quarantined: "
@@ -41,7 +42,7 @@ def _table(report, limit: int | None, console: Console) -> None:  # noqa: ANN001
     )
     table = Table(title=title, show_lines=False, expand=False)
     fixed = dict(no_wrap=True, overflow="fold")
-    table.add_column("#", justify="right", **fixed, min_width=len(str(len(clusters))))
+    table.add_column("#", justify="right", **fixed, min_width=max(2, len(str(len(clusters)))))
     table.add_column("cluster", **fixed, min_width=max((len(c.id) for c in clusters), default=7))
     table.add_column("category", **fixed, min_width=max((len(c.category.value) for c in clusters), default=8))
     table.add_column("owner", **fixed, min_width=max((len(c.owner) for c in clusters), default=5))
@@ -57,7 +58,7 @@ def _table(report, limit: int | None, console: Console) -> None:  # noqa: ANN001
         )
     console.print(table)
     if limit is not None and len(report.clusters) > limit:
-        console.print(f"… {len(report.clusters) - limit} more clusters (drop --limit-clusters to see them)")
+        console.print(f"… {len(report.clusters) - limit} more clusters ({more_hint})")
     if report.by_category:
         console.print("by category: " + ", ".join(f"{k} {v}" for k, v in report.by_category.items()))
     if report.report_path:
@@ -117,4 +118,4 @@ def triage(
     console = Console()
     if not console.is_terminal:
         console = Console(width=240)
-    _table(report, limit_clusters, console)
+    print_clusters(report, limit_clusters, console)
