@@ -9,20 +9,13 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from autofix.config import ConfigError, load_config
+from autofix.cli.replay_cmd import print_replay_summary
 from autofix.cli.triage_cmd import print_clusters
 from autofix.demo import bundled_example, run_demo
-from autofix.replay.metrics import MetricSummary
 from autofix.replay.records import DatasetError
 from autofix.sandbox.base import SandboxError
-
-
-def _rate(metric: MetricSummary | None) -> str:
-    if metric is None or metric.rate is None:
-        return "-"
-    return f"{metric.rate:.0%} ({metric.passed}/{metric.applicable})"
 
 
 def demo(
@@ -80,26 +73,7 @@ def demo(
         out.print()
     if not run.isolated:
         out.print("[yellow]The local sandbox does not isolate the replayed code.[/yellow]")
-    metrics = Table(title=f"{config.project}: regression set at the working tree ({summary.cases} cases)")
-    metrics.add_column("check")
-    metrics.add_column("passed", justify="right")
-    for name, metric in summary.metrics.items():
-        metrics.add_row(name, _rate(metric))
-    out.print(metrics)
-
-    names = list(summary.metrics)
-    by_task = Table(title="by task type")
-    by_task.add_column("task type")
-    for name in names:
-        by_task.add_column(name, justify="right")
-    for task_type, task_metrics in summary.by_task_type.items():
-        by_task.add_row(task_type, *[_rate(task_metrics.get(name)) for name in names])
-    out.print(by_task)
-
-    out.print(f"failed cases {summary.failed_cases}/{summary.cases} · latency p50 {summary.latency_ms['p50']:.0f} ms, "
-              f"p95 {summary.latency_ms['p95']:.0f} ms · {summary.tokens} tokens · ${summary.cost_usd:.4f} · "
-              f"{summary.tool_calls} tool calls · sandbox {run.sandbox} · {run.cache_hits} from the replay cache")
-    if summary.unavailable_checks:
-        out.print(f"[yellow]not run (check not implemented yet):[/yellow] {', '.join(summary.unavailable_checks)}")
+    print_replay_summary(out, f"{config.project}: regression set at the working tree ({summary.cases} cases)", summary,
+                         cache_hits=run.cache_hits, sandbox=run.sandbox, by_task_type=True)
     out.print(f"artifacts: {run.run_dir}")
     out.print("[dim]Candidate fixes, the launch gate and approval are not built yet: the demo stops here.[/dim]")

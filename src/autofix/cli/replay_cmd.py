@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autofix.config import CONFIG_FILENAME, ConfigError, load_config
-from autofix.replay.metrics import MetricSummary
+from autofix.replay.metrics import MetricSummary, ReplaySummary
 from autofix.replay.records import DatasetError
 from autofix.replay.refs import RefError
 from autofix.sandbox.base import SandboxError
@@ -24,6 +24,32 @@ def _rate(metric: MetricSummary | None) -> str:
     if metric is None or metric.rate is None:
         return "-"
     return f"{metric.rate:.0%} ({metric.passed}/{metric.applicable})"
+
+
+def print_replay_summary(out: Console, title: str, summary: ReplaySummary, *, cache_hits: int, sandbox: str | None,
+                         by_task_type: bool = False) -> None:
+    """A replay's per-metric results (and per task type), then one line of failures, latency, cost and cache."""
+    table = Table(title=title, min_width=len(title) + 4)  # the title on one line
+    table.add_column("metric")
+    table.add_column("passed", justify="right")
+    for name, metric in summary.metrics.items():
+        table.add_row(name, _rate(metric))
+    out.print(table)
+    if by_task_type:
+        names = list(summary.metrics)
+        by_task = Table(title="by task type")
+        by_task.add_column("task type")
+        for name in names:
+            by_task.add_column(name, justify="right")
+        for task_type, task_metrics in summary.by_task_type.items():
+            by_task.add_row(task_type, *[_rate(task_metrics.get(name)) for name in names])
+        out.print(by_task)
+    out.print(f"failed cases {summary.failed_cases}/{summary.cases} · latency p50 {summary.latency_ms['p50']:.0f} ms, "
+              f"p95 {summary.latency_ms['p95']:.0f} ms · {summary.tokens} tokens · ${summary.cost_usd:.4f} · "
+              f"{summary.tool_calls} tool calls · {cache_hits}/{summary.cases} from the cache"
+              + (f" · sandbox {sandbox}" if sandbox else ""))
+    if summary.unavailable_checks:
+        out.print(f"[yellow]not run:[/yellow] {', '.join(summary.unavailable_checks)}")
 
 
 def replay(
@@ -91,18 +117,8 @@ def replay(
     out = Console()
     if run.sandbox is not None and not run.isolated:
         out.print("[yellow]The local sandbox does not isolate the replayed code.[/yellow]")
-    table = Table(title=f"{config.project}: {run.dataset.name} at {run.ref.label} ({summary.cases} cases)")
-    table.add_column("metric")
-    table.add_column("passed", justify="right")
-    for name, metric in summary.metrics.items():
-        table.add_row(name, _rate(metric))
-    out.print(table)
-    out.print(f"failed cases {summary.failed_cases}/{summary.cases} · latency p50 {summary.latency_ms['p50']:.0f} ms, "
-              f"p95 {summary.latency_ms['p95']:.0f} ms · {summary.tokens} tokens · ${summary.cost_usd:.4f} · "
-              f"{summary.tool_calls} tool calls · {run.cache_hits}/{summary.cases} from the cache"
-              + (f" · sandbox {run.sandbox}" if run.sandbox else ""))
+    print_replay_summary(out, f"{config.project}: {run.dataset.name} at {run.ref.label} ({summary.cases} cases)", summary,
+                         cache_hits=run.cache_hits, sandbox=run.sandbox)
     for note in run.dataset.notes:
         out.print(f"[dim]{note}[/dim]")
-    if summary.unavailable_checks:
-        out.print(f"[yellow]not run:[/yellow] {', '.join(summary.unavailable_checks)}")
     out.print(f"artifacts: {run.replay_dir}")
