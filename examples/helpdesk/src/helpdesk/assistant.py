@@ -67,7 +67,8 @@ class Assistant:
     def _search_and_answer(self, question: str, recorder: SpanRecorder, case_id: str | None) -> str:
         with recorder.span("retrieval", "bm25.search", input=question, top_k=self.retriever.config.top_k) as span:
             hits = self.retriever.search(question)
-            span["output"] = [{"doc_id": h.doc_id, "chunk_id": h.chunk_id, "score": h.score, "text": h.text} for h in hits]
+            span["output"] = [{"doc_id": h.doc_id, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
+                               "metadata": h.metadata} for h in hits]
         if not hits:
             return "I couldn't find anything about that in the Northwind Labs policies. Please contact the service desk."
         context = "\n\n".join(f"[{h.doc_id}] {h.text}" for h in hits)

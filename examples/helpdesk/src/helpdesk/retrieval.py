@@ -39,6 +39,7 @@ class Chunk:
     chunk_id: str
     doc_id: str
     text: str
+    metadata: dict[str, str]  # the document's title, status and effective date, logged with every hit
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Hit:
     chunk_id: str
     score: float
     text: str
+    metadata: dict[str, str]
 
 
 def chunk_documents(documents: list[Document], config: RetrievalConfig) -> list[Chunk]:
@@ -59,7 +61,8 @@ def chunk_documents(documents: list[Document], config: RetrievalConfig) -> list[
             if not window:
                 break
             text = f"{doc.title}: {window}" if config.title_in_chunks else window
-            chunks.append(Chunk(chunk_id=f"{doc.doc_id}#{n}", doc_id=doc.doc_id, text=text))
+            metadata = {"title": doc.title, "status": doc.status, "effective": doc.effective}
+            chunks.append(Chunk(chunk_id=f"{doc.doc_id}#{n}", doc_id=doc.doc_id, text=text, metadata=metadata))
             if start + config.chunk_size >= len(words):
                 break
     return chunks
@@ -83,5 +86,6 @@ class Retriever:
             if score <= 0:
                 continue
             chunk = self.chunks[int(idx)]
-            hits.append(Hit(doc_id=chunk.doc_id, chunk_id=chunk.chunk_id, score=round(float(score), 4), text=chunk.text))
+            hits.append(Hit(doc_id=chunk.doc_id, chunk_id=chunk.chunk_id, score=round(float(score), 4), text=chunk.text,
+                            metadata=chunk.metadata))
         return hits
