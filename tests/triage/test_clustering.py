@@ -100,7 +100,7 @@ def test_ranking_is_size_times_priority_times_fixability(tb) -> None:
     # 3 retrieval failures (fixable), 3 missing-capability failures (a product team's), 1 empty retrieval
     for i in range(3):
         traces.append(tb.build(f"frag{i}", "How many days can I carry over, and who approves it?", feedback=thumb, top_k=2,
-                               docs=[tb.doc("hr-leave-001", "carry over 5 days", chunk_id="hr-leave-001#3")],
+                               docs=[tb.doc("hr-leave-001", "See section 3 of the leave policy.", chunk_id="hr-leave-001#3")],
                                answer="I couldn't find who approves it."))
         traces.append(tb.build(f"cap{i}", "Reset my password for me.", feedback=thumb,
                                docs=[tb.doc("it-pw-001", "Reset it in MyAccess.")], answer="I can't; use MyAccess yourself."))

@@ -29,6 +29,7 @@ from autofix.config.fields import (
     resolve_policy_path,
 )
 from autofix.config.policy import GatePolicy
+from autofix.config.triage_knowledge import DocumentConventions, RuleSettings, ToolErrorWording, TriageVocabulary
 
 CONFIG_FILENAME = "autofix.yaml"
 DEFAULT_MODEL = "autofix-local/smollm2-135m-instruct"
@@ -57,11 +58,26 @@ CheckName = Literal[
 
 
 
+class GatewayBudget(_Strict):
+    """What one run may spend through the gateway; a call after the budget is spent is refused (429)."""
+
+    tokens: int | None = Field(default=None, gt=0, description="Tokens (prompt + completion) per run; none = no limit.")
+    usd: float | None = Field(default=None, gt=0, description="US dollars per run (litellm's prices); none = no limit.")
+
+
 class GatewayConfig(_Strict):
     """autofix's model gateway: the OpenAI-compatible endpoint the sandboxed assistant calls."""
 
     host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(default=4141, ge=1, le=65535, description="Port the gateway listens on.")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes; a larger one gets 413."
+    )
+    budget: GatewayBudget | None = Field(
+        default=None,
+        description="Default budget of each run key (`{tokens, usd}`) for runs whose key was issued without one "
+        "(`autofix gateway key --budget-tokens/--budget-usd` sets a run's own); none = no limit.",
+    )
 
 
 class ModelConfig(_Strict):
@@ -77,7 +93,28 @@ class ModelConfig(_Strict):
         default=None,
         description="litellm model string for autofix's own judges, classifier and optimizers; default: `name`.",
     )
-    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="The model gateway's address.")
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model names the assistant asks for -> litellm model strings the gateway serves them with, "
+        "e.g. `{gpt-4o-mini: autofix-local/smollm2-135m-instruct, text-embedding-3-small: "
+        "openai/text-embedding-3-small}`; a name not listed here is served by `name`.",
+    )
+    gateway: GatewayConfig = Field(
+        default_factory=GatewayConfig, description="The model gateway: address, request size limit, budgets."
+    )
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_name_models(cls, value: dict[str, str]) -> dict[str, str]:
+        for alias, served in value.items():
+            if not alias.strip() or not str(served).strip():
+                raise _fail(
+                    f"alias {alias!r}: {served!r} has an empty side",
+                    "map a model name the assistant asks for to a litellm model string, e.g. "
+                    "`gpt-4o-mini: openai/gpt-4o-mini`",
+                    at=(alias,),
+                )
+        return value
 
     @model_validator(mode="after")
     def _judge_defaults_to_name(self) -> ModelConfig:
@@ -337,6 +374,16 @@ class TriageConfig(_Strict):
         default=True,
         description="Ask the LLM classifier (model.judge) about failures no deterministic rule explains.",
     )
+    vocabulary: TriageVocabulary = Field(
+        default_factory=TriageVocabulary, description="How the target's users and answers phrase what rules look for."
+    )
+    documents: DocumentConventions = Field(
+        default_factory=DocumentConventions, description="How the target's retrieved documents say what they are."
+    )
+    tool_errors: ToolErrorWording = Field(
+        default_factory=ToolErrorWording, description="How the target's tools word their errors."
+    )
+    rules: RuleSettings = Field(default_factory=RuleSettings, description="Which triage rules run.")
 
 
 class AutofixConfig(_Strict):

@@ -3,8 +3,12 @@
 - `records`: `Category`, `Signal`, `Failure`, `Diagnosis`.
 - `detection`: `detect` (explicit, behavioural, judged, operational signals), `priority`,
   `LatencyStats`, `similar_inputs`, `DetectionSettings`.
-- `rules`: the deterministic root-cause rules (`RULES`, `apply_rules`, `diagnose`) over
-  `TraceFacts` and the run-wide `TriageContext`.
+- `facts`: `TraceFacts`, what a rule may read of one failed trace (`extract_facts`).
+- `context`: `TriageContext`, what the whole run says (search rates, tools, documents, scorers).
+- `knowledge`: `TargetKnowledge`, the target's wording and conventions from `autofix.yaml`.
+- `rules`: the deterministic root-cause rules (`@rule`, `rule_registry`, one module per family).
+- `voting`: every rule votes; `diagnose` gives the primary cause and the alternatives.
+- `scorer_health`: a score broken for a whole run becomes one `evaluation` finding.
 - `clustering`: `cluster_items`, `owner_for`, `FIXABILITY`.
 - `pipeline`: `run_triage(config, since, classifier, quarantine_path)` -> `TriageReport`
   (streaming), `triage_traces(traces, settings)`, the `Classifier` protocol,
@@ -23,29 +27,39 @@ from autofix.triage.pipeline import (
     run_triage,
     triage_traces,
 )
-from autofix.triage.records import Category, Diagnosis, Failure, Signal
-from autofix.triage.rules import RULES, TraceFacts, TriageContext, apply_rules, diagnose, extract_facts
+from autofix.triage.context import TriageContext
+from autofix.triage.facts import TraceFacts, extract_facts
+from autofix.triage.knowledge import TargetKnowledge
+from autofix.triage.records import Category, Cause, Diagnosis, Failure, Finding, Signal
+from autofix.triage.rules import RuleMatch, TriageRule, rule, rule_registry
+from autofix.triage.voting import diagnose, diagnose_facts
 
 __all__ = [
     "Category",
+    "Cause",
     "Classifier",
     "Cluster",
     "ClusterExample",
     "DetectionSettings",
     "Diagnosis",
     "Failure",
+    "Finding",
     "LatencyStats",
-    "RULES",
+    "RuleMatch",
     "Signal",
+    "TargetKnowledge",
     "TraceFacts",
     "TriageContext",
     "TriageReport",
-    "apply_rules",
+    "TriageRule",
     "default_classifier",
     "detect",
     "diagnose",
+    "diagnose_facts",
     "extract_facts",
     "priority",
+    "rule",
+    "rule_registry",
     "run_triage",
     "similar_inputs",
     "triage_traces",

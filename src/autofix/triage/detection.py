@@ -9,10 +9,14 @@ Four families of signals (`Signal.kind`), each with a strength in [0, 1]:
 - **behavioural**: the user rephrased (0.7): the explicit ``rephrase`` feedback, or another
   trace of the same session, within ``triage.thresholds.rephrase_window_s``, whose input is
   similar (see `similar_inputs`); the user abandoned (0.6); the user escalated to a human (1.0).
-- **judged**: a score under its pass mark. The pass mark of a score is
-  ``triage.thresholds.scores[name]`` when configured, else the threshold of the rubric judge of
-  that name (on its scale), else 0.5 for a score in [0, 1]; a boolean score fails when false.
-  A score on an unknown scale is not read. Strength 0.5-1.0, growing with the distance under the mark.
+- **judged**: a score on the wrong side of its pass mark. The scale of a score name is, in
+  order: its declaration ``triage.scores.<name>: {range: [low, high], pass: <mark>,
+  higher_is_better: true}``, else the scale and threshold of the rubric judge of that name, else
+  the default scale [0, 1] with pass mark 0.5 (`score_mark`). A boolean score fails when false
+  (when true, for a name declared ``higher_is_better: false``). A value outside its scale (a 1-5
+  judge score with no declaration) is not read as a verdict; it is counted per score name
+  (`Detection.out_of_scale`, `OutOfScaleScores`) and reported once per name as a run warning that
+  says what to declare. Strength 0.5-1.0, growing with the distance past the mark.
 - **operational**: a tool span error (1.0), any other span error or a trace-level
   ``metadata.error`` (0.9), a latency outlier of its task type (0.5-1.0): a robust z-score
   (median and MAD of the task type's latencies) over ``triage.thresholds.latency_outlier_z``.
@@ -40,21 +44,25 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from autofix.traces.schema import Trace
 from autofix.triage._text import content_terms, one_line
+from autofix.triage.knowledge import DEFAULT_KNOWLEDGE, TargetKnowledge
 from autofix.triage.records import Signal
 
 __all__ = [
+    "DEFAULT_SCORE_SCALE",
     "DEFAULT_SCORE_THRESHOLD",
     "Detection",
     "DetectionSettings",
     "LatencyStats",
     "NEGATIVE_COMMENT",
+    "OutOfScaleScores",
     "SOURCE_REQUEST",
+    "ScoreMark",
     "SignalTuple",
     "detect",
     "is_negative_comment",
@@ -66,31 +74,52 @@ __all__ = [
 ]
 
 DEFAULT_SCORE_THRESHOLD = 0.5
+DEFAULT_SCORE_SCALE = (0.0, 1.0)
 
 # A signal in its compact form: (kind, name, detail, span_id, strength). The pipeline holds many
 # of them for a million traces; `to_signals` turns them into `Signal` records.
 SignalTuple = tuple[str, str, str, "str | None", float]
 
-NEGATIVE_COMMENT = re.compile(
-    r"\b(not (right|correct|true|helpful|useful|accurate|what i (asked|meant|wanted|need(ed)?))|wrong|incorrect|"
-    r"useless|unhelpful|doesn'?t (answer|help|work|make sense)|didn'?t (answer|help|work)|does not (answer|help)|"
-    r"outdated|out of date|old (info|information|version|policy)|makes no sense|nonsense|hallucinat\w*|made up|"
-    r"inaccurate|misleading|confusing|bad answer|terrible|awful|no,? (that|this)|that'?s not|isn'?t right|"
-    r"never (said|asked)|still (broken|not working)|missing|incomplete)\b",
-    re.I,
-)
-SOURCE_REQUEST = re.compile(
-    r"(where (is|does|did) (this|that|it) (come )?from|\bcite\b|\bcitation|\bsources?\b\??|\breference\b|"
-    r"which (document|policy|page|article|doc)\b|link (to )?(the|a|this) (policy|document|page|source)|"
-    r"\bwhat (document|policy) says)",
-    re.I,
-)
+# the neutral defaults; a target's own wording comes with `DetectionSettings.knowledge`
+NEGATIVE_COMMENT = DEFAULT_KNOWLEDGE.negative_feedback
+SOURCE_REQUEST = DEFAULT_KNOWLEDGE.source_requests
 _POSITIVE_ONLY = re.compile(r"^\W*(thanks?|thank you|great|perfect|helpful|nice|good|awesome|cheers)\b", re.I)
+
+
+class ScoreMark(NamedTuple):
+    """How one score name is read: its scale, its pass mark, its direction, and where they come from."""
+
+    low: float
+    high: float
+    mark: float
+    higher_is_better: bool = True
+    origin: str = "default"  # "declared" (triage.scores), "judge" (a rubric judge's), "guessed" or "default"
+
+    def holds(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def describe(self, name: str) -> str:
+        scale = f"[{self.low:g}, {self.high:g}]"
+        if self.origin == "declared":
+            return f"its declared scale {scale} (triage.scores.{name}.range)"
+        if self.origin == "judge":
+            return f"the scale {scale} of the rubric judge {name!r}"
+        if self.origin == "guessed":
+            return f"the scale {scale} guessed from triage.thresholds.scores.{name}"
+        return f"the default scale {scale}"
 
 
 @dataclass
 class DetectionSettings:
-    """What the detectors need from `autofix.yaml` (``triage`` section and rubric judges)."""
+    """What the detectors need from `autofix.yaml` (``triage`` section and rubric judges).
+
+    `score_scales`: declared scales, score name -> (low, high, pass mark, higher_is_better)
+    (``triage.scores``). `score_thresholds`: pass marks alone, score name -> mark (the deprecated
+    ``triage.thresholds.scores``); a mark applies on the rubric judge's scale of that name, else on
+    the default [0, 1]; a mark outside both keeps working on the guessed scale [0, 2 x mark] and
+    adds a note. `notes`: run warnings about the settings themselves (deprecations), which the
+    triage report shows.
+    """
 
     rephrase_window_s: float = 120.0
     latency_outlier_z: float = 3.0
@@ -101,6 +130,32 @@ class DetectionSettings:
     w_behavioural: float = 0.6
     w_outcome: float = 0.8
     w_risk: float = 0.5
+    score_scales: dict[str, tuple[float, float, float, bool]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    knowledge: TargetKnowledge = DEFAULT_KNOWLEDGE  # the target's wording (triage.vocabulary, ...)
+
+    def __post_init__(self) -> None:
+        self._marks: dict[str, ScoreMark] = {}
+        for name, (low, high, mark, better) in self.score_scales.items():
+            self._marks[name] = ScoreMark(float(low), float(high), float(mark), bool(better), "declared")
+        for name, (low, high, thr) in self.judge_scales.items():
+            if name not in self._marks:
+                self._marks[name] = ScoreMark(float(low), float(high), float(thr), True, "judge")
+        for name, raw in self.score_thresholds.items():
+            mark = float(raw)
+            current = self._marks.get(name)
+            if current is not None and current.origin == "declared":
+                continue
+            low, high = (current.low, current.high) if current is not None else DEFAULT_SCORE_SCALE
+            origin = current.origin if current is not None else "default"
+            if not low <= mark <= high:
+                self.notes.append(
+                    f"triage.thresholds.scores.{name} = {mark:g} is outside the scale [{low:g}, {high:g}]: its scores "
+                    f"are read on a guessed scale [0, {2 * mark:g}]; declare triage.scores.{name}: "
+                    f"{{range: [low, high], pass: {mark:g}}}"
+                )
+                low, high, origin = min(0.0, mark), 2 * mark, "guessed"
+            self._marks[name] = ScoreMark(low, high, mark, True, origin)
 
     @classmethod
     def from_config(cls, config: Any) -> DetectionSettings:
@@ -110,31 +165,43 @@ class DetectionSettings:
         for j in config.judges:
             if getattr(j, "kind", None) == "rubric" and not getattr(j, "safety", False) and j.threshold is not None:
                 scales[j.name] = (float(j.scale[0]), float(j.scale[1]), float(j.threshold))
+        declared = {
+            name: (float(s.range[0]), float(s.range[1]), float(s.pass_mark), bool(s.higher_is_better))
+            for name, s in (getattr(t, "scores", None) or {}).items()
+        }
+        legacy = dict(getattr(t.thresholds, "scores", {}) or {})
+        notes = []
+        if legacy:
+            shown = ", ".join(f"{n}: {{pass: {m:g}}}" for n, m in legacy.items())
+            notes.append(
+                f"triage.thresholds.scores is deprecated (it still works): write the pass marks as "
+                f"triage.scores: {{{shown}}}, with range: [low, high] where a scale is not [0, 1]"
+            )
         return cls(
             rephrase_window_s=t.thresholds.rephrase_window_s,
             latency_outlier_z=t.thresholds.latency_outlier_z,
-            score_thresholds=dict(getattr(t.thresholds, "scores", {}) or {}),
+            score_thresholds=legacy,
             judge_scales=scales,
             w_explicit=t.weights.explicit,
             w_behavioural=t.weights.behavioural,
             w_outcome=t.weights.outcome,
             w_risk=t.weights.risk_penalty,
+            score_scales=declared,
+            notes=notes,
+            knowledge=TargetKnowledge.from_config(t),
         )
 
+    def score_mark(self, name: str) -> ScoreMark:
+        """How scores of this name are read: declared, else the rubric judge's, else the default scale."""
+        mark = self._marks.get(name)
+        if mark is None:
+            return ScoreMark(*DEFAULT_SCORE_SCALE, DEFAULT_SCORE_THRESHOLD, True, "default")
+        return mark
+
     def pass_mark(self, name: str, value: float) -> tuple[float, float, float] | None:
-        """(low, high, threshold) of a numeric score, or None when its scale is unknown."""
-        if name in self.score_thresholds:
-            thr = float(self.score_thresholds[name])
-            low, high = (0.0, 1.0) if 0.0 <= value <= 1.0 and thr <= 1.0 else (min(0.0, value), max(thr * 2, value, 1.0))
-            return low, high, thr
-        if name in self.judge_scales:
-            low, high, thr = self.judge_scales[name]
-            if low <= value <= high:
-                return low, high, thr
-            return None
-        if 0.0 <= value <= 1.0:
-            return 0.0, 1.0, DEFAULT_SCORE_THRESHOLD
-        return None
+        """(low, high, pass mark) of a numeric score, or None when the value is outside its scale."""
+        m = self.score_mark(name)
+        return (m.low, m.high, m.mark) if m.holds(value) else None
 
 
 @dataclass(slots=True)
@@ -144,14 +211,16 @@ class Detection:
     signals: list[SignalTuple]
     passing_scores: list[tuple[str, float, float]]  # (name, value, margin in [0, 1] above the pass mark)
     thumb_up: bool = False
+    out_of_scale: list[tuple[str, float]] = field(default_factory=list)  # (name, value) not read: off its scale
+    failed_scores: list[str] = field(default_factory=list)  # names of the failing scores, in signal order
 
     @property
     def failed(self) -> bool:
         return bool(self.signals)
 
 
-def is_negative_comment(comment: str | None, value: Any = None) -> bool:
-    """A comment that complains about the answer or asks where it comes from."""
+def is_negative_comment(comment: str | None, value: Any = None, knowledge: TargetKnowledge = DEFAULT_KNOWLEDGE) -> bool:
+    """A comment that complains about the answer or asks where it comes from (by the target's vocabulary)."""
     if isinstance(value, bool):
         if value is False:
             return True
@@ -159,9 +228,7 @@ def is_negative_comment(comment: str | None, value: Any = None) -> bool:
         return True
     if not comment:
         return False
-    if NEGATIVE_COMMENT.search(comment) or SOURCE_REQUEST.search(comment):
-        return True
-    return False
+    return bool(knowledge.negative_feedback.search(comment) or knowledge.source_requests.search(comment))
 
 
 def detect(trace: Trace, settings: DetectionSettings) -> Detection:
@@ -169,6 +236,7 @@ def detect(trace: Trace, settings: DetectionSettings) -> Detection:
     signals: list[SignalTuple] = []
     thumb_up = False
     seen_behaviour: set[str] = set()
+    negative, source = settings.knowledge.negative_feedback, settings.knowledge.source_requests
     for fb in trace.feedback:
         kind = fb.kind
         if kind == "thumb_down":
@@ -178,9 +246,11 @@ def detect(trace: Trace, settings: DetectionSettings) -> Detection:
             thumb_up = True
         elif kind == "comment":
             text = fb.comment if fb.comment else (fb.value if isinstance(fb.value, str) else None)
-            if is_negative_comment(text, fb.value) and not (text and _POSITIVE_ONLY.match(text) and not NEGATIVE_COMMENT.search(text)):
+            if is_negative_comment(text, fb.value, settings.knowledge) and not (
+                text and _POSITIVE_ONLY.match(text) and not negative.search(text)
+            ):
                 shown = f": {one_line(text)[:160]!r}" if text else ""
-                if text and SOURCE_REQUEST.search(text) and not NEGATIVE_COMMENT.search(text):
+                if text and source.search(text) and not negative.search(text):
                     signals.append(("explicit", "source_request", f"user asked for the source{shown}", fb.span_id, 0.8))
                 else:
                     signals.append(("explicit", "negative_comment", f"user commented{shown}", fb.span_id, 0.9))
@@ -197,31 +267,44 @@ def detect(trace: Trace, settings: DetectionSettings) -> Detection:
             signals.append(("behavioural", kind, what, fb.span_id, strength))
 
     passing: list[tuple[str, float, float]] = []
+    out_of_scale: list[tuple[str, float]] = []
+    failed_scores: list[str] = []
     for sc in trace.scores:
         v = sc.value
         if isinstance(v, bool):
-            if not v:
-                signals.append(("judged", "low_score", f"score {sc.name} is false", sc.span_id, 1.0))
+            good = v if settings.score_mark(sc.name).higher_is_better else not v
+            if not good:
+                signals.append(("judged", "low_score", f"score {sc.name} is {str(v).lower()}", sc.span_id, 1.0))
+                failed_scores.append(sc.name)
             else:
                 passing.append((sc.name, 1.0, 1.0))
             continue
-        if not isinstance(v, (int, float)):
+        if not isinstance(v, (int, float)) or v != v:  # a label, or NaN
             continue
-        mark = settings.pass_mark(sc.name, float(v))
-        if mark is None:
+        m = settings.score_mark(sc.name)
+        if not m.holds(v):
+            out_of_scale.append((sc.name, float(v)))
             continue
-        low, high, thr = mark
-        if v < thr:
-            depth = (thr - v) / (thr - low) if thr > low else 1.0
+        low, high, thr = m.low, m.high, m.mark
+        failed = v < thr if m.higher_is_better else v > thr
+        if failed:
+            span = (thr - low) if m.higher_is_better else (high - thr)
+            depth = abs(thr - v) / span if span > 0 else 1.0
             strength = round(0.5 + 0.5 * min(1.0, max(0.0, depth)), 3)
             src = f" ({sc.source})" if sc.source else ""
-            signals.append(("judged", "low_score", f"score {sc.name}={v:g}{src} is under its pass mark {thr:g}", sc.span_id, strength))
+            side = "under its pass mark" if m.higher_is_better else "over its pass mark"
+            tail = "" if m.higher_is_better else " (lower is better)"
+            signals.append(("judged", "low_score", f"score {sc.name}={v:g}{src} is {side} {thr:g}{tail}", sc.span_id, strength))
+            failed_scores.append(sc.name)
         else:
-            margin = (v - thr) / (high - thr) if high > thr else 1.0
+            room = (high - thr) if m.higher_is_better else (thr - low)
+            margin = abs(v - thr) / room if room > 0 else 1.0
             passing.append((sc.name, float(v), min(1.0, max(0.0, margin))))
 
-    for span in trace.spans:
-        if span.error:
+    # an error the assistant recovered from (a later call of the same span succeeded) is not a failure
+    last_ok = {(sp.kind, sp.name): i for i, sp in enumerate(trace.spans) if not sp.error}
+    for i, span in enumerate(trace.spans):
+        if span.error and last_ok.get((span.kind, span.name), -1) < i:
             if span.kind == "tool":
                 signals.append(("operational", "tool_error", f"tool {span.name} failed: {one_line(span.error)[:200]}", span.span_id, 1.0))
             else:
@@ -229,7 +312,64 @@ def detect(trace: Trace, settings: DetectionSettings) -> Detection:
     err = trace.metadata.get("error")
     if isinstance(err, str) and err.strip():
         signals.append(("operational", "trace_error", f"the request failed: {one_line(err)[:200]}", None, 0.9))
-    return Detection(signals, passing, thumb_up)
+    return Detection(signals, passing, thumb_up, out_of_scale, failed_scores)
+
+
+class OutOfScaleScores:
+    """Scores not read because their value is off their scale: per score name, how many, lowest, highest.
+
+    Filled from `Detection.out_of_scale` over a run (parts of a run `merge`); `warnings` says, once per
+    score name, what was seen and what to declare in ``autofix.yaml``.
+    """
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, list[float]] = {}  # name -> [count, lowest, highest]
+
+    def add(self, name: str, value: float) -> None:
+        seen = self.by_name.get(name)
+        if seen is None:
+            self.by_name[name] = [1, value, value]
+        else:
+            seen[0] += 1
+            seen[1] = min(seen[1], value)
+            seen[2] = max(seen[2], value)
+
+    def merge(self, other: OutOfScaleScores | Mapping[str, list[float]]) -> None:
+        items = other.by_name if isinstance(other, OutOfScaleScores) else other
+        for name, (count, low, high) in items.items():
+            seen = self.by_name.get(name)
+            if seen is None:
+                self.by_name[name] = [count, low, high]
+            else:
+                self.by_name[name] = [seen[0] + count, min(seen[1], low), max(seen[2], high)]
+
+    def __bool__(self) -> bool:
+        return bool(self.by_name)
+
+    def warnings(self, settings: DetectionSettings) -> list[str]:
+        """One line per score name, e.g. ``score 'faithfulness' has values up to 5 (12 scores), outside
+        the default scale [0, 1], so they were not read: declare triage.scores.faithfulness.range``."""
+        out = []
+        for name in sorted(self.by_name):
+            count, low, high = self.by_name[name]
+            m = settings.score_mark(name)
+            if low < m.low and high > m.high:
+                values = f"values from {low:g} to {high:g}"
+            elif high > m.high:
+                values = f"values up to {high:g}"
+            else:
+                values = f"values down to {low:g}"
+            n = int(count)
+            fix = (
+                f"fix triage.scores.{name}.range in autofix.yaml, or the scorer"
+                if m.origin == "declared"
+                else f"declare triage.scores.{name}.range in autofix.yaml (e.g. {{range: [low, high], pass: <mark>}})"
+            )
+            out.append(
+                f"score {name!r} has {values} ({n} score{'s' if n != 1 else ''}), outside {m.describe(name)}, "
+                f"so they were not read: {fix}"
+            )
+        return out
 
 
 def priority(
@@ -274,10 +414,12 @@ def to_signals(items: Iterable[SignalTuple]) -> list[Signal]:
 
 
 def trace_latency_ms(trace: Trace) -> float | None:
-    """The trace's latency: ``metadata.latency_ms``, else the span extent (latest end - earliest start)."""
-    v = trace.metadata.get("latency_ms")
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
-        return float(v)
+    """The trace's latency: ``metadata.latency_ms``, else ``metadata.latency_s`` (seconds, as Langfuse
+    reports it), else the span extent (latest end - earliest start)."""
+    for key, scale in (("latency_ms", 1.0), ("latency_s", 1000.0)):
+        v = trace.metadata.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
+            return float(v) * scale
     starts = [s.start_ms for s in trace.spans if s.start_ms is not None]
     ends = [s.end_ms for s in trace.spans if s.end_ms is not None]
     if starts and ends:
@@ -420,11 +562,14 @@ def similar_inputs(a: str, b: str, a_terms: set[str] | None = None, b_terms: set
     return False
 
 
-def rephrase_signal(later_trace_id: str, later_input: str, seconds: float) -> SignalTuple:
+def rephrase_signal(later_trace_id: str, later_input: str, seconds: float | None) -> SignalTuple:
+    """The ``rephrase`` signal; `seconds` None: the traces have no timestamp, so the later request is the
+    next one of the session in file order."""
+    when = f"{seconds:.0f}s later" if seconds is not None else "next (in file order: no timestamps)"
     return (
         "behavioural",
         "rephrase",
-        f"the user asked again {seconds:.0f}s later in the same session (trace {later_trace_id}): {later_input[:100]!r}",
+        f"the user asked again {when} in the same session (trace {later_trace_id}): {later_input[:100]!r}",
         None,
         0.7,
     )

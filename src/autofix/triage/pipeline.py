@@ -77,8 +77,11 @@ from autofix.triage.detection import (
     to_signals,
     trace_latency_ms,
 )
-from autofix.triage.records import Category, Diagnosis, Failure
-from autofix.triage.rules import INPUT_CHARS, OUTPUT_CHARS, TraceFacts, TriageContext, apply_rules, extract_facts
+from autofix.triage.context import TriageContext
+from autofix.triage.facts import INPUT_CHARS, OUTPUT_CHARS, TraceFacts, extract_facts
+from autofix.triage.records import Category, Cause, Diagnosis, Failure, Finding
+from autofix.triage.scorer_health import ScoreVerdicts
+from autofix.triage.voting import diagnose_facts, rule_refs
 
 __all__ = [
     "Classifier",
@@ -156,6 +159,11 @@ class TriageReport(BaseModel):
     classifier: str | None = None
     classifier_errors: int = 0
     clusters: list[Cluster] = Field(default_factory=list)
+    findings: list[Finding] = Field(
+        default_factory=list, description="run-level findings (a broken scorer): one each, not per-trace failures"
+    )
+    rules: list[str] = Field(default_factory=list, description="the rules that ran, name@version")
+    warnings: list[str] = Field(default_factory=list, description="problems with the input or the rules, once each")
     report_path: str | None = None
     quarantine_path: str | None = None
     timings_s: dict[str, float] = Field(default_factory=dict)
@@ -171,6 +179,8 @@ class TriageReport(BaseModel):
             "failures": self.failures,
             "quarantined": self.quarantined,
             "by_category": self.by_category,
+            "findings": [f.model_dump(mode="json") for f in self.findings],
+            "warnings": self.warnings,
             "report": self.report_path,
             "quarantine": self.quarantine_path,
             "clusters": [c.summary() for c in clusters],
@@ -221,6 +231,8 @@ class _Row:
     evidence: tuple[str, ...] = ()
     method: str = "none"
     rule: str | None = None
+    alternatives: tuple[Cause, ...] = ()
+    low_scores: tuple[str, ...] = ()  # the names of its failing scores, in the order of its low_score signals
     signature: str = ""
     cluster: str | None = None
 
@@ -235,6 +247,7 @@ class _Row:
         return Diagnosis(
             trace_id=self.trace_id, category=Category(self.category), confidence=self.confidence,
             rationale=self.rationale, evidence=list(self.evidence), method=self.method, rule=self.rule,  # type: ignore[arg-type]
+            alternatives=list(self.alternatives),
         )
 
     def detail(self) -> dict[str, Any]:
@@ -253,6 +266,7 @@ class _Row:
             "diagnosis": {
                 "category": self.category, "confidence": self.confidence, "rationale": self.rationale,
                 "evidence": list(self.evidence), "method": self.method, "rule": self.rule,
+                "alternatives": [c.model_dump(mode="json") for c in self.alternatives],
             },
         }
 
@@ -341,7 +355,7 @@ class _Stream:
     def __init__(self, settings: DetectionSettings, spool: _Spool | None, max_pending: int, grace_s: float,
                  spool_index: int = 0):
         self.settings = settings
-        self.ctx = TriageContext()
+        self.ctx = TriageContext(settings.knowledge)
         self.latency = LatencyStats()
         self.spool = spool
         self.spool_index = spool_index
@@ -363,11 +377,12 @@ class _Stream:
             facts = TraceFacts(trace.trace_id, trace.task_type or "unknown", text_of(trace.input, INPUT_CHARS),
                                text_of(trace.output, OUTPUT_CHARS), None, (), chain_span_id=chain)
         else:
-            facts = extract_facts(trace, (), det.thumb_up)
+            facts = extract_facts(trace, (), det.thumb_up, self.settings.knowledge)
         row = _Row(
             trace_id=trace.trace_id, session_id=trace.session_id, timestamp=trace.timestamp,
             task_type=facts.task_type, input=facts.input, output=facts.output, signals=det.signals,
             passing=tuple(det.passing_scores), thumb_up=det.thumb_up, latency=latency, facts=facts,
+            low_scores=tuple(det.failed_scores),
         )
         if spool and self.spool is not None:
             row.spool = self.spool.put(trace)
@@ -381,6 +396,9 @@ class _Stream:
         self.latency.add(task, latency)
         self.ctx.observe(trace)
         det = detect(trace, self.settings)
+        if det.failed_scores or det.passing_scores:
+            self.ctx.scores.observe(ScoreVerdicts(tuple(det.failed_scores), tuple(n for n, _, _ in det.passing_scores),
+                                                  det.thumb_up, trace.trace_id))
         ts = trace.timestamp.timestamp()
         if self.first_ts is None:
             self.first_ts = ts
@@ -505,23 +523,43 @@ class _Stream:
                 row.signals.append(sig)
                 rows.append(row)
         self.candidates = []
+        broken = ctx.broken_scores
+        kept = []
         for row in rows:
+            if broken and row.low_scores:
+                row.signals = _without_broken_scores(row.signals, row.low_scores, broken)
+                if not row.signals:
+                    continue  # only a broken scorer said it failed: counted in that scorer's finding
+            kept.append(row)
             row.priority = priority(row.signals, self.settings, row.passing, row.thumb_up)
             facts = row.facts
             assert facts is not None
             facts.signals = tuple(row.signals)
-            hit = apply_rules(facts, ctx)
-            if hit is not None:
-                name, m = hit
-                row.category, row.confidence, row.rationale = m.category.value, m.confidence, m.rationale
-                row.evidence, row.method, row.rule = tuple(m.evidence), "rule", name
+            verdict = diagnose_facts(facts, ctx)
+            if verdict is not None and verdict.category != Category.unclassified:
+                row.category, row.confidence, row.rationale = verdict.category.value, verdict.confidence, verdict.rationale
+                row.evidence, row.method, row.rule = tuple(verdict.evidence), "rule", verdict.rule
+                row.alternatives = tuple(verdict.alternatives)
             else:
                 row.category, row.confidence, row.method, row.rule = Category.unclassified.value, 0.0, "none", None
-                row.rationale, row.evidence = NO_RULE, ()
+                row.rationale = NO_RULE if verdict is None else f"{NO_RULE}; {verdict.rationale}"
+                row.evidence = tuple(verdict.evidence) if verdict is not None else ()
             row.signature = _signature(row.rule, row.method, facts)
             row.facts = None  # the row keeps what the report needs
+        rows = kept
         self.rows = []
         return rows
+
+
+def _without_broken_scores(signals: list[SignalTuple], low_scores: tuple[str, ...], broken: dict[str, str]) -> list[SignalTuple]:
+    """The signals less the low scores of broken scorers (`low_scores` names the low_score signals in order)."""
+    names = iter(low_scores)
+    out = []
+    for sig in signals:
+        if sig[1] == "low_score" and next(names, None) in broken:
+            continue
+        out.append(sig)
+    return out
 
 
 def _pair_edges(summaries: list[_ShardSummary], window: float) -> dict[int, dict[str, SignalTuple]]:
@@ -563,7 +601,8 @@ def _signature(rule: str | None, method: str, facts: TraceFacts | None) -> str:
         return method
     if facts is None:
         return rule
-    if rule in ("tool_arguments_invalid", "tool_or_span_error") and facts.tools:
+    if rule in ("tool_arguments_invalid", "tool_rejected_by_business_rule", "infrastructure_error",
+                "tool_fails_since_version") and facts.tools:
         return f"{rule}|{facts.tools[0].name}"
     if rule in ("answered_without_retrieval", "needless_clarification") and facts.router is not None:
         return f"{rule}|{facts.router.reason[:60]}"
@@ -816,8 +855,9 @@ def _read_parallel(
     shards: list[_Shard], settings: DetectionSettings, since: datetime | None, quarantine_path: Path | None,
     spool_dir: Path | None, max_pending: int, grace_s: float, limits: ReadLimits,
     progress: Progress | None, stats: IngestStats,
-) -> tuple[list[_Row], int, float]:
-    """Read the shards in reader processes; return the diagnosed failures, the trace count and the read time."""
+) -> tuple[list[_Row], int, float, TriageContext]:
+    """Read the shards in reader processes; return the diagnosed failures, the trace count, the read time and
+    the run-wide context."""
     mp = multiprocessing.get_context("spawn")
     counters = mp.Array("q", len(shards), lock=False)
     parts_dir = Path(tempfile.mkdtemp(prefix="autofix-triage-q-"))
@@ -873,7 +913,7 @@ def _read_parallel(
         stats.quarantined += sum(q.values())
         stats.quarantined_by_reason.update(q)
     rows = [r for part in parts for r in part]
-    return rows, traces, read_s
+    return rows, traces, read_s, ctx
 
 
 # --------------------------------------------------------------------------- entry points
@@ -885,7 +925,8 @@ def _utcnow() -> datetime:
 
 def _complete(
     rows: list[_Row], traces: int, timings: dict[str, float], classifier: Classifier | None, spools: dict[int, _Spool],
-    config: Any | None, progress: Progress | None, sample_size: int, distance_threshold: float,
+    config: Any | None, progress: Progress | None, sample_size: int, distance_threshold: float, ctx: TriageContext,
+    settings: DetectionSettings,
 ) -> TriageReport:
     """The classifier for what no rule explained, then clustering; the report."""
     t = time.perf_counter()
@@ -909,6 +950,9 @@ def _complete(
         classifier=type(classifier).__name__ if classifier is not None else None,
         classifier_errors=errors,
         clusters=clusters,
+        findings=ctx.scores.findings(),
+        rules=rule_refs(ctx.knowledge.disabled_rules),
+        warnings=[*settings.notes, *(f"rule {n} failed and was skipped: {e}" for n, e in sorted(ctx.rule_errors.items()))],
         timings_s=timings,
     )
     report._rows = rows
@@ -943,10 +987,11 @@ def triage_traces(
             if progress is not None:
                 progress("read", stream.traces, stream.traces)
             ctx, latency = _merge_context([summary])
+            ctx.prepare()
             rows = stream.finalize(ctx, latency, {})
             timings = {"read_detect": round(t1 - t0, 3), "diagnose": round(time.perf_counter() - t1, 3)}
             return _complete(rows, stream.traces, timings, classifier, {0: spool} if spool else {}, config, progress,
-                             sample_size, distance_threshold)
+                             sample_size, distance_threshold, ctx, settings)
     finally:
         if spool is not None:
             spool.close()
@@ -1067,13 +1112,14 @@ def run_triage(
         try:
             with _gc_paused():
                 t0 = time.perf_counter()
-                rows, n_traces, read_s = _read_parallel(shards, settings, since, qpath if write else None, spool_dir,
+                rows, n_traces, read_s, ctx = _read_parallel(shards, settings, since, qpath if write else None, spool_dir,
                                                         max_pending, 600.0, limits, progress, stats)
                 timings = {"read_detect": round(read_s, 3), "diagnose": round(time.perf_counter() - t0 - read_s, 3),
                            "workers": float(len(shards))}
                 spools = {s.index: _Spool(spool_dir / f"{s.index:05d}.jsonl") for s in shards} if spool_dir else {}
                 try:
-                    report = _complete(rows, n_traces, timings, classifier, spools, config, progress, sample_size, 0.6)
+                    report = _complete(rows, n_traces, timings, classifier, spools, config, progress, sample_size, 0.6,
+                                       ctx, settings)
                 finally:
                     for sp in spools.values():
                         sp.close()

@@ -52,6 +52,15 @@ class Failure(BaseModel):
     priority: float
 
 
+class Cause(BaseModel):
+    """A cause one or more rules found evidence for, beside the primary one."""
+
+    category: Category
+    confidence: float = Field(ge=0.0, le=1.0)
+    rule: str
+    rationale: str
+
+
 class Diagnosis(BaseModel):
     """The root cause of one failure, with a rationale a reviewer can check against the evidence spans."""
 
@@ -62,3 +71,20 @@ class Diagnosis(BaseModel):
     evidence: list[str] = Field(default_factory=list, description="span ids the rationale rests on")
     method: Literal["rule", "llm", "none"]
     rule: str | None = Field(default=None, description="the deterministic rule that fired, for method=rule")
+    alternatives: list[Cause] = Field(
+        default_factory=list,
+        description="the other causes the rules found evidence for, strongest first (the primary is the strongest)",
+    )
+
+
+class Finding(BaseModel):
+    """A run-level finding: one mechanism seen across the run (a broken scorer, a tool failing since a
+    version), reported once for the team that owns it instead of as many per-trace failures."""
+
+    category: Category
+    rule: str = Field(description="what found it")
+    subject: str = Field(description="what it is about, e.g. score:faithfulness or tool:list_tickets")
+    title: str
+    rationale: str
+    traces: int = Field(ge=0, description="how many traces it concerns")
+    examples: list[str] = Field(default_factory=list, description="a few of their trace ids")
