@@ -2,7 +2,7 @@
 
 import typer
 
-from autofix.cli import config_cmd, demo_cmd, gateway_cmd, triage_cmd, worktrees_cmd
+from autofix.cli import config_cmd, demo_cmd, gateway_cmd, rules_cmd, triage_cmd, worktrees_cmd
 
 app = typer.Typer(
     name="autofix",
@@ -13,6 +13,7 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(worktrees_cmd.app, name="worktrees")
+app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(__import__("autofix.cli.judges_cmd", fromlist=["app"]).app, name="judges")
 app.command("demo")(demo_cmd.demo)
 app.command("replay")(__import__("autofix.cli.replay_cmd", fromlist=["replay"]).replay)

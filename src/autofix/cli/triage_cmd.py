@@ -61,6 +61,9 @@ def print_clusters(report, limit: int | None, console: Console, more_hint: str =
         console.print(f"… {len(report.clusters) - limit} more clusters ({more_hint})")
     if report.by_category:
         console.print("by category: " + ", ".join(f"{k} {v}" for k, v in report.by_category.items()))
+    for f in report.findings:
+        console.print(f"[bold]finding[/bold] ({f.category.value}, {f.traces} traces): {escape(f.title)}: "
+                      f"{escape(f.rationale)}", soft_wrap=True)
     if report.report_path:
         console.print(f"report: {escape(report.report_path)}", soft_wrap=True)
     if report.quarantined:

@@ -196,6 +196,7 @@ ARGUMENT_ERRORS = [
     r"\b(missing|required|unexpected|unknown|extra) (required )?(argument|parameter|field|property|key)s?\b",
     r"\bis not (of type|a valid|one of)\b|\bnot a valid\b|\badditional properties\b|\bwrong (format|type)\b",
     r"\b(not found|no such|does not exist|doesn'?t exist)\b",
+    r"\b(does ?n[o']t|does not) add up\b|\bmismatch\w*\b",
 ]
 BUSINESS_ERRORS = [
     r"\b(not (allowed|permitted|eligible|authori[sz]ed)|forbidden|prohibited|refused|denied|declined)\b",
@@ -204,6 +205,7 @@ BUSINESS_ERRORS = [
     r"\b(already|no longer) (been )?\w+\b",
     r"\b(policy|business rule|rule) (violation|does not allow)\b|\bviolat\w+\b",
     r"\b(non-?\w+ status|status (is|was) \w+)\b",
+    r"\bnot enough\b|\bno (seats|capacity|availability|slots?) left\b|\bnot available (on|for|at|in)\b|\bsold out\b",
     r"\b(403|409)\b",
 ]
 INFRASTRUCTURE_ERRORS = [

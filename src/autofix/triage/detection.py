@@ -312,6 +312,8 @@ def detect(trace: Trace, settings: DetectionSettings) -> Detection:
     err = trace.metadata.get("error")
     if isinstance(err, str) and err.strip():
         signals.append(("operational", "trace_error", f"the request failed: {one_line(err)[:200]}", None, 0.9))
+    if passing and not failed_scores and signals and all(sig[1] == "tool_error" for sig in signals):
+        signals = []  # the outcome passed: the assistant handled the tool's refusal (told the user, chose otherwise)
     return Detection(signals, passing, thumb_up, out_of_scale, failed_scores)
 
 

@@ -46,16 +46,16 @@ def tool_arguments_invalid(f: TraceFacts, ctx: TriageContext) -> RuleMatch | Non
 
 @rule("tool_rejected_by_business_rule", order=220)
 def tool_rejected_by_business_rule(f: TraceFacts, ctx: TriageContext) -> RuleMatch | None:
-    """A tool refused a well-formed call on the business's own rules: the assistant chose an action
-    those rules forbid (its planning or instructions should have checked them first)."""
+    """A tool refused a well-formed call on the business's own rules: the assistant attempted an action
+    those rules forbid, so its instructions must state the rule (or tell it to check first)."""
     for t in f.tools:
         if t.recovered or t.error_kind != "business" or t.schema_problem:
             continue
         return RuleMatch(
-            category=Category.routing, confidence=0.6,
+            category=Category.prompt, confidence=0.55,
             rationale=f"tool span {t.span_id} ({t.name}) refused the call {t.args} on a business rule "
             f"({quote(t.error or '', 160)}): the arguments are well formed and the service is up, so the assistant "
-            "attempted an action the rules do not allow instead of checking them first",
+            "attempted an action the rules do not allow; its instructions should state the rule or have it check first",
             evidence=[t.span_id],
         )
     return None
