@@ -96,7 +96,8 @@ def _trace_text(value: Any) -> str:
 def trace_to_case(trace: Any) -> Case:
     """A failed trace as a case to replay (no expected answer)."""
     metadata = dict(trace.metadata or {})
-    metadata.setdefault("now", trace.timestamp.isoformat())
+    if trace.timestamp is not None:  # a trace without one leaves `now` to the replay's clock
+        metadata.setdefault("now", trace.timestamp.isoformat())
     return Case(case_id=trace.trace_id, input=_trace_text(trace.input), metadata=metadata)
 
 
@@ -134,7 +135,7 @@ def _traces_files(config: AutofixConfig, latest: Path, data: dict[str, Any]) -> 
             paths.append(found)
         return paths
     path = config.dataset_path("traces")
-    if path is None or not path.is_file():
+    if path is None or not path.exists():  # a file or a folder of trace files
         raise DatasetError(f"{config.file}: datasets.traces is not set or missing; slices are read from it")
     return [path]
 
