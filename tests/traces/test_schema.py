@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -59,11 +59,26 @@ def test_given_span_ids_are_kept_and_duplicates_refused():
         build_trace(trace(spans=[{"span_id": "a", "kind": "llm", "name": "x"}, {"span_id": "a", "kind": "llm", "name": "y"}]))
 
 
-def test_naive_timestamps_are_utc_and_numbers_are_refused():
+def test_naive_timestamps_are_utc_and_epoch_numbers_are_seconds_or_milliseconds():
     t = build_trace(trace(timestamp="2024-06-01T10:00:00"))
     assert t.timestamp.tzinfo == timezone.utc
-    with pytest.raises(ValidationError, match="ISO 8601"):
-        build_trace(trace(timestamp=1717236000))
+    at = datetime(2024, 6, 1, 10, 0, tzinfo=timezone.utc)
+    assert build_trace(trace(timestamp=1717236000)).timestamp == at  # seconds
+    assert build_trace(trace(timestamp=1717236000.5)).timestamp == at.replace(microsecond=500000)
+    assert build_trace(trace(timestamp=1717236000000)).timestamp == at  # milliseconds: over 1e11
+    assert build_trace(trace(timestamp="1717236000")).timestamp == at  # a number written as a string
+    for bad in (True, "yesterday", [2024, 6, 1], 10**30):
+        with pytest.raises(ValidationError, match="timestamp"):
+            build_trace(trace(timestamp=bad))
+
+
+def test_a_trace_without_a_timestamp_is_read_and_round_trips():
+    raw = trace()
+    del raw["timestamp"]
+    t = build_trace(raw)
+    assert t.timestamp is None
+    assert build_trace(trace(timestamp=None)).timestamp is None
+    assert Trace.model_validate_json(t.to_json_line()) == t
 
 
 @pytest.mark.parametrize(
@@ -115,7 +130,7 @@ def test_summary_is_short_and_names_paths():
     with pytest.raises(ValidationError) as err:
         Trace.model_validate({"spans": [{"kind": "x"} for _ in range(8)]})
     summary = summarize_validation_error(err.value)
-    assert summary.startswith("trace_id: Field required; timestamp: Field required")
+    assert summary.startswith("trace_id: Field required; spans.0.kind:")
     assert "more)" in summary
 
 

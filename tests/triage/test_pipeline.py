@@ -138,11 +138,21 @@ def test_cli_bad_config(tmp_path: Path) -> None:
 
 
 def test_cli_garbage_input_is_quarantined_not_fatal(loaded) -> None:  # noqa: ANN001
-    loaded.dataset_path("traces").write_bytes(b"\xff\xfe not utf-8\n{}\n")
+    good = json.dumps({"trace_id": "ok", "timestamp": "2026-11-02T09:00:00Z", "input": "hi", "output": "hello"})
+    loaded.dataset_path("traces").write_bytes(b"\xff\xfe not utf-8\n{}\n" + good.encode() + b"\n")
     result = runner.invoke(app, ["triage", "-c", str(loaded.file), "--json"])
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
+    assert doc["traces"] == 1 and doc["quarantined"] == 2
+
+
+def test_cli_everything_quarantined_is_an_input_error(loaded) -> None:  # noqa: ANN001
+    loaded.dataset_path("traces").write_bytes(b"\xff\xfe not utf-8\n{}\n")
+    result = runner.invoke(app, ["triage", "-c", str(loaded.file), "--json"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
     assert doc["traces"] == 0 and doc["quarantined"] >= 1
+    assert "no trace could be read" in doc["error"] and doc["quarantine"] in doc["error"]
 
 
 def test_cli_unreadable_input(loaded, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

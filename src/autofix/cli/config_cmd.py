@@ -28,6 +28,10 @@ EXIT_INVALID = 2
 
 
 def _count_lines(path: Path) -> int:
+    if path.is_dir():  # a folder of trace files
+        from autofix.traces.ingest import expand_paths
+
+        return sum(_count_lines(f) for f in expand_paths(path))
     with path.open("rb") as fh:
         return sum(1 for line in fh if line.strip())
 
@@ -78,7 +82,13 @@ def _summary(cfg: AutofixConfig, console: Console) -> None:
     for name in ("traces", "regression", "golden"):
         p = cfg.dataset_path(name)
         if p is not None:
-            datasets.append(f"{name}: {getattr(cfg.datasets, name)} ({_lines(_count_lines(p))})")
+            files = ""
+            if p.is_dir():
+                from autofix.traces.ingest import expand_paths
+
+                n = len(expand_paths(p))
+                files = f"{n} file{'s' if n != 1 else ''}, "
+            datasets.append(f"{name}: {getattr(cfg.datasets, name)} ({files}{_lines(_count_lines(p))})")
     table.add_row("datasets", e("\n".join(datasets)))
 
     judges = []

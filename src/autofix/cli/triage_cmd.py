@@ -69,6 +69,28 @@ def print_clusters(report, limit: int | None, console: Console, more_hint: str =
     if report.quarantined:
         console.print(f"[yellow]{report.quarantined} bad records quarantined[/yellow]: {escape(str(report.quarantine_path))}",
                       soft_wrap=True)
+    for warning in getattr(report, "warnings", None) or []:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+
+
+def nothing_read(report) -> str | None:  # noqa: ANN001
+    """Why a triage read no trace at all (no record, or every record quarantined); None when it read some.
+
+    Traces left out by --since were read, so they do not count as nothing read.
+    """
+    if report.traces > 0 or (report.ingest or {}).get("skipped_before_since", 0) > 0:
+        return None
+    files = (report.ingest or {}).get("files", 0)
+    records = report.traces + report.quarantined
+    where = ", ".join(report.sources) or "the trace files"
+    if files == 0:
+        return f"no trace file in {where} (a folder is read for its *.jsonl, *.ndjson and *.json files)"
+    head = f"no trace could be read: {records} record{'s' if records != 1 else ''} in {files} file{'s' if files != 1 else ''}"
+    if not report.quarantined:
+        return f"{head} ({where} holds no record)"
+    reasons = ", ".join(f"{k} {v}" for k, v in report.quarantined_by_reason.items())
+    shown = report.quarantine_path or "(not written)"
+    return f"{head}, all {report.quarantined} quarantined ({reasons}); see {shown} for each record's file, line and reason"
 
 
 def triage(
@@ -84,7 +106,8 @@ def triage(
 
     Reads datasets.traces of autofix.yaml (native JSONL, OpenInference or Langfuse exports). Each run writes <state>/triage/<timestamp>/report.json and quarantine.jsonl (bad records, with file, line and reason); <state>/triage/latest.json is the newest report.
 
-    Exit 2 on a bad config, 1 on unreadable input.
+    Exit 2 on a bad config, 1 on unreadable input: a trace file that cannot be read, or no trace read at all
+    (no record, or every record quarantined).
     """
     from autofix.triage.pipeline import default_classifier, run_triage
 
@@ -115,9 +138,20 @@ def triage(
             err.print(f"[red]error:[/red] cannot read the traces: {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(EXIT_INPUT) from None
 
+    problem = nothing_read(report)
     if as_json:
-        typer.echo(json.dumps(report.summary(limit_clusters), indent=2, ensure_ascii=False))
+        summary = report.summary(limit_clusters)
+        if problem:
+            summary["error"] = problem
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        if problem:
+            raise typer.Exit(EXIT_INPUT)
         return
+    if problem:
+        err.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
+        for warning in report.warnings:
+            err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT)
     console = Console()
     if not console.is_terminal:
         console = Console(width=240)

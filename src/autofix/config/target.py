@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -260,10 +261,23 @@ class Surfaces(_Strict):
     )
 
 
+def _existing_traces(value: str, info: ValidationInfo) -> str:
+    root = _root_from(info)
+    if root is not None and not (root / value).exists():
+        raise _fail(
+            f"not found: {value}",
+            f"point it at a trace file or a folder of them; it resolves to {(root / value).resolve()}",
+        )
+    return value
+
+
 class DatasetsConfig(_Strict):
     """Datasets, JSONL, relative to autofix.yaml."""
 
-    traces: ExistingFile = Field(description="Production traces (autofix's native trace JSONL).")
+    traces: Annotated[str, AfterValidator(_existing_traces)] = Field(
+        description="Production traces: a file, or a folder whose *.jsonl / *.ndjson / *.json files (subfolders "
+        "included) are read in path order. Native trace JSONL, OpenInference/Phoenix or Langfuse exports."
+    )
     regression: ExistingFile = Field(description="Regression cases every candidate is replayed on.")
     golden: ExistingFile | None = Field(
         default=None, description="Human-labelled judge verdicts used to calibrate the rubric judges."
@@ -351,6 +365,52 @@ class TriageWeights(_Strict):
     risk_penalty: float = Field(default=0.5, ge=0, description="Penalty for clusters whose fix is risky.")
 
 
+class ScoreScale(_Strict):
+    """How triage reads one score name found on the traces: its scale, its pass mark, its direction.
+
+    A score is any evaluator's, judge's or human label's number on a trace (``scores[].value``).
+    Without a declaration a score is read on the default scale [0, 1] with pass mark 0.5, or, when
+    a rubric judge has its name, on that judge's scale and threshold. A value outside the scale is
+    not read as a verdict: triage counts it and warns once per score name.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    range: list[float] = Field(
+        default_factory=lambda: [0.0, 1.0],
+        min_length=2,
+        max_length=2,
+        description="[lowest, highest] value the score takes, e.g. [1, 5] for a 1-5 judge; a value outside it is "
+        "not read and is reported as a warning.",
+    )
+    pass_mark: float | None = Field(
+        default=None,
+        alias="pass",
+        description="The mark a score must reach to pass: at or above it (at or below it when "
+        "`higher_is_better: false`); a score on the other side is a judged failure. Default: the middle of `range`.",
+    )
+    higher_is_better: bool = Field(
+        default=True,
+        description="true: higher values are better (quality, faithfulness); false: lower values are better "
+        "(toxicity, hallucination rate), and a boolean score fails when true.",
+    )
+
+    @model_validator(mode="after")
+    def _mark_on_the_scale(self) -> ScoreScale:
+        low, high = self.range
+        if low >= high:
+            raise _fail(f"range [{low:g}, {high:g}] must go from low to high", "e.g. [1, 5]", at=("range",))
+        if self.pass_mark is None:
+            self.pass_mark = (low + high) / 2
+        elif not low <= self.pass_mark <= high:
+            raise _fail(
+                f"pass mark {self.pass_mark:g} is outside the range [{low:g}, {high:g}]",
+                "pick a mark on the scale, or widen `range`",
+                at=("pass",),
+            )
+        return self
+
+
 class TriageThresholds(_Strict):
     """Thresholds of the failure detectors."""
 
@@ -360,8 +420,8 @@ class TriageThresholds(_Strict):
     latency_outlier_z: float = Field(default=3.0, gt=0, description="z-score above which latency is an outlier.")
     scores: dict[str, float] = Field(
         default_factory=dict,
-        description="Pass mark per score name: a score below it is a judged failure. Default: 0.5 for scores "
-        "in [0, 1], the rubric judge's threshold for a score named after a rubric judge.",
+        description="Deprecated (still read; triage reports a warning): pass mark per score name. Write "
+        "`triage.scores: {<name>: {pass: <mark>, range: [low, high]}}` instead.",
     )
 
 
@@ -384,6 +444,24 @@ class TriageConfig(_Strict):
         default_factory=ToolErrorWording, description="How the target's tools word their errors."
     )
     rules: RuleSettings = Field(default_factory=RuleSettings, description="Which triage rules run.")
+    scores: dict[str, ScoreScale] = Field(
+        default_factory=dict,
+        description="Scale per score name found on the traces: {<name>: {range: [low, high], pass: <mark>, "
+        "higher_is_better: true}}. Undeclared scores are read on [0, 1] with pass mark 0.5 (a rubric judge's "
+        "scale for scores named after it); values off their scale are reported, not read.",
+    )
+
+    @model_validator(mode="after")
+    def _one_pass_mark_per_score(self) -> TriageConfig:
+        both = sorted(set(self.scores) & set(self.thresholds.scores))
+        if both:
+            raise _fail(
+                f"pass mark of {', '.join(repr(n) for n in both)} given twice: in triage.scores and in the "
+                "deprecated triage.thresholds.scores",
+                f"keep triage.scores.{both[0]} and remove triage.thresholds.scores.{both[0]}",
+                at=("thresholds", "scores", both[0]),
+            )
+        return self
 
 
 class AutofixConfig(_Strict):

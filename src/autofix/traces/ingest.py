@@ -12,15 +12,20 @@ OpenInference/Phoenix span (``context.trace_id``, ``span_kind``), a Langfuse tra
 (``trace_id``). A file whose records match none of them is quarantined once, as
 `unknown_format`, with the fix (pass `fmt`); a file with no readable record at all is
 read as native so each of its bad lines is quarantined on its own. A folder stands
-for its ``*.jsonl``, ``*.ndjson`` and ``*.json`` files, in name order. A path that
-does not exist is a configuration error and raises `FileNotFoundError`.
+for every ``*.jsonl``, ``*.ndjson`` and ``*.json`` file under it, subfolders included,
+sorted by their path inside the folder (names starting with a dot are skipped); each
+quarantined record names its own file and line. A path that does not exist is a
+configuration error and raises `FileNotFoundError`.
 
 `since` keeps traces whose timestamp is at or after it (a naive `since` is UTC);
-the others are counted in `stats.skipped_before_since`, not quarantined.
+the others are counted in `stats.skipped_before_since`, not quarantined. A trace
+without a timestamp cannot be placed in time: it is kept, and counted in
+`stats.undated`.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,7 +41,7 @@ from .quarantine import UNKNOWN_FORMAT, Quarantine
 from .records import ReadLimits, iter_json_document, iter_jsonl, sniff_layout
 from .schema import Trace
 
-__all__ = ["FORMATS", "Format", "IngestStats", "detect_format", "ingest", "record_format"]
+__all__ = ["FORMATS", "Format", "IngestStats", "detect_format", "expand_paths", "ingest", "record_format"]
 
 Format = Literal["auto", "native", "openinference", "langfuse"]
 FORMATS: tuple[str, ...] = ("native", "openinference", "langfuse")
@@ -52,6 +57,7 @@ class IngestStats:
     quarantined: int = 0
     truncated_fields: int = 0
     skipped_before_since: int = 0
+    undated: int = 0  # traces without a timestamp (kept, whatever `since` says)
     by_format: Counter[str] = field(default_factory=Counter)
     quarantined_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -95,14 +101,28 @@ def detect_format(path: str | Path, *, probe_records: int = 20, limits: ReadLimi
     return None if seen else "native"
 
 
-def _expand(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+def _folder_files(folder: Path) -> list[Path]:
+    """The trace files under a folder, subfolders included, sorted by their path inside it."""
+    found: list[tuple[tuple[str, ...], Path]] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        base = Path(dirpath)
+        for name in filenames:
+            f = base / name
+            if not name.startswith(".") and f.suffix.lower() in TRACE_SUFFIXES and f.is_file():
+                found.append((f.relative_to(folder).parts, f))
+    return [f for _, f in sorted(found)]
+
+
+def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """The trace files of files and folders (a folder: every trace file under it, sorted), in order given."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix in TRACE_SUFFIXES)
+            files += _folder_files(p)
         elif p.exists():
             files.append(p)
         else:
@@ -137,7 +157,7 @@ def ingest(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
 
-    for path in _expand(paths):
+    for path in expand_paths(paths):
         stats.files += 1
         before = Counter(quarantine.counts)
         try:
@@ -160,7 +180,9 @@ def ingest(
             else:
                 traces = iter_langfuse(path, quarantine, limits=limits, layout=layout)
             for trace in traces:
-                if since is not None and trace.timestamp < since:
+                if trace.timestamp is None:
+                    stats.undated += 1
+                elif since is not None and trace.timestamp < since:
                     stats.skipped_before_since += 1
                     continue
                 stats.traces += 1

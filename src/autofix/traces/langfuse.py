@@ -25,6 +25,10 @@ Mapping to the native format:
   tool when its name or ``metadata.type`` says tool, a router when named like one,
   else a chain. ``metadata["autofix.span.kind"]`` overrides. The Langfuse type
   stays in ``attributes["langfuse.type"]``.
+- a retrieval's ``top_k`` (how many documents it asked for) -> ``attributes["top_k"]``,
+  from its input (``top_k``, ``topK``, ``k``, ``similarity_top_k``, ``n_results``,
+  ``top_n``, ``limit``; the ``kwargs`` of an ``@observe`` capture and LangChain's
+  ``search_kwargs`` are opened), else from its metadata, else its modelParameters.
 - a retrieval's output becomes ``[{"doc_id", "score", "text"}]`` from doc-like
   objects (``id``/``doc_id``/``metadata.id``, ``score``, ``page_content``/``content``/
   ``text``; a ``{"documents": [...]}`` wrapper is opened); documents without an id
@@ -35,7 +39,8 @@ Mapping to the native format:
 - ``level: ERROR`` gives the span error ``statusMessage`` (or "ERROR").
 - times become ``start_ms``/``end_ms``: milliseconds since the trace's timestamp.
 - sessionId -> session_id; userId, tags, environment, name, latency, totalCost ->
-  metadata (user_id, tags, environment, trace_name, latency_s, total_cost_usd);
+  metadata (user_id, tags, environment, trace_name, latency_s, total_cost_usd); the
+  latency (seconds) also as ``metadata.latency_ms``, the trace latency triage reads;
   release/version -> versions.release/version; the first generation's model ->
   versions.model, its promptName:promptVersion -> versions.prompt.
 - scores: user feedback (name ``user-feedback``/``feedback``/``thumbs`` with 0/1,
@@ -129,6 +134,33 @@ def _tool_args(value: Any) -> Any:
     return value
 
 
+_TOP_K_KEYS = ("top_k", "topK", "k", "similarity_top_k", "n_results", "top_n", "limit")
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _top_k(obs: dict[str, Any]) -> int | None:
+    """How many documents a retrieval observation asked for, from its input, metadata or modelParameters."""
+    for source in (_tool_args(obs.get("input")), obs.get("metadata"), obs.get("modelParameters")):
+        if not isinstance(source, dict):
+            continue
+        for where in (source, source.get("search_kwargs"), source.get("retriever")):
+            if isinstance(where, dict):
+                for key in _TOP_K_KEYS:
+                    k = _count(where.get(key))
+                    if k is not None:
+                        return k
+    return None
+
+
 def _retrieval_output(output: Any, span_id: str, attributes: dict[str, Any]) -> Any:
     if output is None:
         return None
@@ -194,6 +226,9 @@ def _span(obs: Any, i: int, t0: datetime) -> dict[str, Any]:
         inp = _tool_args(inp)
     if kind == "retrieval":
         out = _retrieval_output(out, obs_id, attributes)
+        top_k = _top_k(obs)
+        if top_k is not None:
+            attributes["top_k"] = top_k
     return {
         "span_id": obs_id,
         "parent_id": parent,
@@ -307,6 +342,9 @@ def trace_from_langfuse(
     ):  # fmt: skip
         if obj.get(key) not in (None, [], ""):
             metadata.setdefault(target, obj[key])
+    latency = obj.get("latency")
+    if isinstance(latency, (int, float)) and not isinstance(latency, bool) and latency >= 0:
+        metadata.setdefault("latency_ms", round(float(latency) * 1000.0, 3))
     for key in ("release", "version"):
         if obj.get(key) is not None:
             versions.setdefault(key, obj[key])

@@ -32,8 +32,13 @@ Mapping to the native format:
 - retrieval output: ``retrieval.documents.N.document.{id,score,content}`` (for a
   reranker ``reranker.output_documents``) as ``[{"doc_id", "score", "text"}]``.
 - tool input (the call's arguments): ``input.value`` parsed as JSON; when absent,
-  ``tool.parameters`` if it is a JSON object (the spec defines it as the parameter
-  schema, but some instrumentations put the arguments there).
+  ``tool.parameters`` if it is a JSON object that is not a schema (the spec defines it
+  as the parameter schema, but some instrumentations put the arguments there).
+- tool argument schema: ``tool.json_schema`` (a JSON string, often a whole tool
+  definition ``{"type": "function", "function": {"name", "parameters"}}``), else
+  ``tool.parameters`` when it is a schema, becomes ``attributes["json_schema"]``: the
+  bare JSON schema of the arguments, which triage and the `tool_args_valid` check read
+  (`schema.tool_args_schema`). The raw attributes stay as they were.
 - ``input.value``/``output.value`` with mime type ``application/json`` are parsed.
 - span error: ``status_message`` (else the ``exception`` event's message) when the
   status is ERROR.
@@ -100,7 +105,7 @@ from .records import (
     read_jsonl_record_at,
     sniff_layout,
 )
-from .schema import Trace, build_trace, feedback_from_signal, summarize_validation_error
+from .schema import Trace, build_trace, feedback_from_signal, summarize_validation_error, tool_args_schema
 
 __all__ = ["iter_openinference", "looks_like_openinference", "KIND_MAP"]
 
@@ -384,10 +389,14 @@ def _convert_span(s: _Span, t0: datetime) -> dict[str, Any]:
             out = None
             consumed.discard("output.value")  # keep what the retriever said, unconverted
     if kind == "tool":
+        schema = tool_args_schema({k: a[k] for k in ("tool.json_schema", "tool.parameters") if k in a})
+        if schema is not None and "json_schema" not in a:
+            extra["json_schema"] = schema
+        params = as_dict(a.get("tool.parameters"))
         if isinstance(a.get("input.value"), str):
             inp = maybe_json(a["input.value"], mime=in_mime, eager=True)
-        elif as_dict(a.get("tool.parameters")) is not None:
-            inp = as_dict(a["tool.parameters"])
+        elif params is not None and tool_args_schema({"parameters": params}) is None:
+            inp = params  # the call's arguments, not a schema
         name = a.get("tool.name")
     else:
         name = None

@@ -7,15 +7,18 @@ One production trace (one line of the native JSONL) is a `Trace`:
      "metadata": {"task_type", "tenant", ...}}
 
 Validation is strict where a wrong type would mislead the later rooms (ids and
-names must be strings, span kinds and feedback kinds come from fixed sets, times
-must be ISO 8601 strings, a retrieval span's output must be a list of documents
+names must be strings, span kinds and feedback kinds come from fixed sets, a
+timestamp must be a time, a retrieval span's output must be a list of documents
 with ids, span timings must be numbers) and lenient elsewhere: `input`/`output`
 are any JSON value, `metadata` and span `attributes` take any keys, and unknown
 keys on a trace, span, document, feedback or score are kept (pydantic
 ``extra="allow"``), never dropped.
 
 Normalisations, each documented on its field:
-- a timestamp without a zone is taken as UTC;
+- `timestamp` is optional (None when the trace has none; readers then keep the
+  traces in file order); it is an ISO 8601 string or a number since the epoch:
+  seconds, or milliseconds when it is over 1e11 (1e11 seconds is the year 5138);
+  a timestamp without a zone is taken as UTC;
 - a span without `span_id` gets ``"<trace_id>:<index>"`` so evidence can cite it;
 - `versions` values that are numbers become strings (``"prompt": 3`` -> ``"3"``);
 - a document id that is an integer becomes a string (OpenInference allows both).
@@ -32,6 +35,7 @@ are quarantined by the readers instead.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from typing import Any, Literal, Union
@@ -62,6 +66,8 @@ __all__ = [
     "build_trace",
     "feedback_from_signal",
     "summarize_validation_error",
+    "TOOL_SCHEMA_ATTRIBUTES",
+    "tool_args_schema",
     "truncate_long_strings",
 ]
 
@@ -83,6 +89,22 @@ TRUNCATION_MARKER = "…[autofix: truncated, {n} chars in total]"
 
 Number = Union[StrictInt, StrictFloat]
 ScalarValue = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
+
+
+EPOCH_MS_ABOVE = 1e11
+"""A numeric timestamp over this is in milliseconds since the epoch, else in seconds."""
+_EPOCH_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def epoch_to_datetime(value: float) -> datetime:
+    """An aware UTC datetime from seconds since the epoch, or milliseconds when over `EPOCH_MS_ABOVE`."""
+    x = float(value)
+    if abs(x) > EPOCH_MS_ABOVE:
+        x /= 1000.0
+    try:
+        return datetime.fromtimestamp(x, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"timestamp {value!r} is not a time (seconds or milliseconds since the epoch)") from None
 
 
 class _Record(BaseModel):
@@ -143,6 +165,11 @@ class Span(_Record):
         return []
 
     @property
+    def args_schema(self) -> dict[str, Any] | None:
+        """The JSON schema of a tool span's arguments (see `tool_args_schema`); None when it declares none."""
+        return tool_args_schema(self.attributes)
+
+    @property
     def duration_ms(self) -> float | None:
         if self.start_ms is None or self.end_ms is None:
             return None
@@ -175,7 +202,7 @@ class Trace(_Record):
 
     trace_id: StrictStr = Field(min_length=1)
     session_id: StrictStr | None = None
-    timestamp: datetime
+    timestamp: datetime | None = None
     input: Any = None
     output: Any = None
     spans: list[Span] = Field(default_factory=list)
@@ -188,18 +215,27 @@ class Trace(_Record):
 
     @field_validator("timestamp", mode="before")
     @classmethod
-    def _timestamp_is_iso(cls, v: Any) -> Any:
-        # Numbers are rejected on purpose: seconds, ms or ns since the epoch is a guess.
-        if isinstance(v, datetime):
+    def _timestamp_is_a_time(cls, v: Any) -> Any:
+        # ISO 8601 strings, or seconds since the epoch (milliseconds over EPOCH_MS_ABOVE).
+        if v is None or isinstance(v, datetime):
             return v
+        if isinstance(v, str) and _EPOCH_NUMBER.fullmatch(v.strip()):
+            v = float(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return epoch_to_datetime(v)
         if not isinstance(v, str):
-            raise ValueError("timestamp must be an ISO 8601 string, e.g. 2024-05-01T12:00:00Z")
+            raise ValueError(
+                "timestamp must be an ISO 8601 string (2024-05-01T12:00:00Z), seconds or milliseconds since "
+                "the epoch, or null"
+            )
         return v
 
     @field_validator("timestamp", mode="after")
     @classmethod
-    def _timestamp_is_aware(cls, v: datetime) -> datetime:
+    def _timestamp_is_aware(cls, v: datetime | None) -> datetime | None:
         # A timestamp without a zone is taken as UTC, so every trace compares with every other.
+        if v is None:
+            return None
         return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
 
     @field_validator("versions", mode="before")
@@ -251,6 +287,72 @@ class Trace(_Record):
     def to_json_line(self) -> str:
         """The trace as one native JSONL line (no trailing newline)."""
         return self.model_dump_json(exclude_defaults=False)
+
+
+# --------------------------------------------------------------------------- tool schemas
+
+TOOL_SCHEMA_ATTRIBUTES: tuple[str, ...] = ("json_schema", "schema", "parameters", "tool.json_schema", "tool.parameters")
+"""Span attributes that may hold a tool's argument schema, in the order they are tried."""
+_SCHEMA_WORDS = frozenset({"$schema", "type", "properties", "required", "items", "anyOf", "oneOf", "allOf", "$ref"})
+
+
+def _as_object(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.lstrip()[:1] == "{":
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def _unwrap_tool_definition(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The argument schema inside a tool definition, or the object itself when it is a bare schema.
+
+    Tool definitions wrap it: OpenAI ``{"type": "function", "function": {"name", "parameters"}}``
+    (the shape OpenInference's ``tool.json_schema`` carries), a bare function ``{"name",
+    "parameters"}``, Anthropic ``{"name", "input_schema"}``, MCP ``{"name", "inputSchema"}``.
+    A definition that names no schema (``{"type": "function", "function": {"name": "x"}}``) gives None.
+    """
+    fn = obj.get("function")
+    wrapped = isinstance(fn, dict)
+    if wrapped:
+        obj = fn
+    for key in ("input_schema", "inputSchema"):
+        if key in obj:
+            return _as_object(obj[key])
+    if "parameters" in obj and (wrapped or "name" in obj or "description" in obj):
+        return _as_object(obj["parameters"])
+    if wrapped or obj.get("type") == "function" or ("name" in obj and not _SCHEMA_WORDS & obj.keys()):
+        return None  # a tool definition that declares no argument schema
+    return obj
+
+
+def tool_args_schema(attributes: Any) -> dict[str, Any] | None:
+    """The JSON schema a tool span's arguments must follow, from its attributes; None when there is none.
+
+    Tried in order (`TOOL_SCHEMA_ATTRIBUTES`): ``json_schema``, ``schema``, ``parameters`` and the raw
+    OpenInference names ``tool.json_schema``, ``tool.parameters``. A value may be an object or a JSON
+    string, and a bare schema or a tool definition wrapping one (see `_unwrap_tool_definition`).
+    ``parameters`` and ``tool.parameters`` are also used for the call's arguments by some
+    instrumentations, so they count only when they look like a schema (``type``, ``properties``, ...).
+    The triage rules and the `tool_args_valid` check both read schemas through this function.
+    """
+    if not isinstance(attributes, dict):
+        return None
+    for key in TOOL_SCHEMA_ATTRIBUTES:
+        obj = _as_object(attributes.get(key))
+        if obj is None:
+            continue
+        schema = _unwrap_tool_definition(obj)
+        if schema is None:
+            continue
+        if key.endswith("parameters") and not (_SCHEMA_WORDS & schema.keys()):
+            continue  # the call's arguments, not a schema
+        return schema
+    return None
 
 
 # --------------------------------------------------------------------------- field caps

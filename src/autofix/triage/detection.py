@@ -367,10 +367,9 @@ class OutOfScaleScores:
                 if m.origin == "declared"
                 else f"declare triage.scores.{name}.range in autofix.yaml (e.g. {{range: [low, high], pass: <mark>}})"
             )
-            out.append(
-                f"score {name!r} has {values} ({n} score{'s' if n != 1 else ''}), outside {m.describe(name)}, "
-                f"so they were not read: {fix}"
-            )
+            counted = f"{n} scores" if n != 1 else "1 score"
+            unread = "they were" if n != 1 else "it was"
+            out.append(f"score {name!r} has {values} ({counted}), outside {m.describe(name)}, so {unread} not read: {fix}")
         return out
 
 

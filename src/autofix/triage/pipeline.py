@@ -52,7 +52,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field, PrivateAttr
 
 from autofix.traces import IngestStats, Quarantine, Trace, ingest
-from autofix.traces.ingest import TRACE_SUFFIXES, detect_format
+from autofix.traces.ingest import detect_format, expand_paths
 from autofix.traces.native import trace_from_record
 from autofix.traces.records import ReadLimits, iter_jsonl, sniff_layout
 from autofix.triage._text import clip, content_terms, text_of
@@ -68,6 +68,7 @@ from autofix.triage.detection import (
     Detection,
     DetectionSettings,
     LatencyStats,
+    OutOfScaleScores,
     SignalTuple,
     detect,
     latency_signal,
@@ -213,7 +214,7 @@ class _Row:
 
     trace_id: str
     session_id: str | None
-    timestamp: datetime
+    timestamp: datetime | None
     task_type: str
     input: str
     output: str
@@ -254,7 +255,7 @@ class _Row:
         return {
             "trace_id": self.trace_id,
             "session_id": self.session_id,
-            "timestamp": self.timestamp.isoformat(),
+            "timestamp": self.timestamp.isoformat() if self.timestamp is not None else None,
             "task_type": self.task_type,
             "input": clip(self.input, ROW_TEXT_CHARS),
             "output": clip(self.output, ROW_TEXT_CHARS),
@@ -285,6 +286,7 @@ class _Tail:
     det: Detection | None
     latency: float | None
     task_type: str
+    undated: bool = False  # the trace has no timestamp: `ts` is the last known one (file order)
 
 
 @dataclass(slots=True)
@@ -297,6 +299,7 @@ class _Edge:
     ts: float
     text: str
     failed: bool
+    undated: bool = False
 
 
 @dataclass
@@ -365,6 +368,8 @@ class _Stream:
         self.heads: list[_Edge] = []
         self.pending: dict[str, _Row] = {}
         self.first_ts: float | None = None
+        self.last_ts: float | None = None  # of the latest trace with a timestamp
+        self.out_of_scale = OutOfScaleScores()
         self.max_pending = max_pending
         self.horizon = settings.rephrase_window_s + grace_s
         self.traces = 0
@@ -399,7 +404,15 @@ class _Stream:
         if det.failed_scores or det.passing_scores:
             self.ctx.scores.observe(ScoreVerdicts(tuple(det.failed_scores), tuple(n for n, _, _ in det.passing_scores),
                                                   det.thumb_up, trace.trace_id))
-        ts = trace.timestamp.timestamp()
+        for name, value in det.out_of_scale:
+            self.out_of_scale.add(name, value)
+        # A trace without a timestamp takes the last known time: it keeps its place in file order, and a
+        # request that follows it in its session counts as next, however long after.
+        undated = trace.timestamp is None
+        if undated:
+            ts = self.last_ts if self.last_ts is not None else 0.0
+        else:
+            ts = self.last_ts = trace.timestamp.timestamp()  # type: ignore[union-attr]
         if self.first_ts is None:
             self.first_ts = ts
         sid = trace.session_id
@@ -411,14 +424,15 @@ class _Stream:
             tail = self.sessions.pop(sid, None)
             text = text_of(trace.input, 600)
             if tail is not None:
-                gap = ts - tail.ts
+                ordered = undated or tail.undated  # no times to compare: file order says which came first
+                gap = 0.0 if ordered else ts - tail.ts
                 if abs(gap) <= self.settings.rephrase_window_s:
                     terms = content_terms(text)
                     if tail.terms is None:
                         tail.terms = content_terms(tail.text)
                     if similar_inputs(tail.text, text, tail.terms, terms):
                         if gap >= 0:
-                            self._rephrased(tail, trace.trace_id, text, gap)
+                            self._rephrased(tail, trace.trace_id, text, None if ordered else gap)
                         elif not any(s[1] == "rephrase" for s in det.signals):
                             det.signals.append(rephrase_signal(tail.trace_id, tail.text, -gap))
                 self._release(tail)
@@ -429,14 +443,15 @@ class _Stream:
         if sid is not None:
             if tail is None and ts <= self.first_ts + self.horizon:
                 # the session may have begun before this part of the input: remember its first trace here
-                self.heads.append(_Edge(sid, trace.trace_id, ts, text, row is not None))
+                self.heads.append(_Edge(sid, trace.trace_id, ts, text, row is not None, undated))
             self.sessions[sid] = _Tail(
-                sid, trace.trace_id, ts, text, terms, row, None if row else trace, None if row else det, latency, task
+                sid, trace.trace_id, ts, text, terms, row, None if row else trace, None if row else det, latency, task,
+                undated,
             )
         elif row is None:
             self._latency_candidate(trace, det, latency, task)
 
-    def _rephrased(self, tail: _Tail, later_id: str, later_text: str, gap: float) -> None:
+    def _rephrased(self, tail: _Tail, later_id: str, later_text: str, gap: float | None) -> None:
         if tail.row is not None:
             if not any(s[1] == "rephrase" for s in tail.row.signals):
                 tail.row.signals.append(rephrase_signal(later_id, later_text, gap))
@@ -481,12 +496,12 @@ class _Stream:
         for sid, tail in self.sessions.items():
             if not last and tail.ts >= end - self.horizon:
                 if tail.row is not None:
-                    tails.append(_Edge(sid, tail.trace_id, tail.ts, tail.text, True))
+                    tails.append(_Edge(sid, tail.trace_id, tail.ts, tail.text, True, tail.undated))
                     continue
                 if tail.held is not None:
                     self.pending[tail.trace_id] = self._row(tail.held, tail.det or Detection([], []), tail.latency)
                     tail.held = None
-                    tails.append(_Edge(sid, tail.trace_id, tail.ts, tail.text, False))
+                    tails.append(_Edge(sid, tail.trace_id, tail.ts, tail.text, False, tail.undated))
                     continue
             self._release(tail)
         self.sessions.clear()
@@ -572,10 +587,11 @@ def _pair_edges(summaries: list[_ShardSummary], window: float) -> dict[int, dict
             if hit is None:
                 continue
             k, tail = hit
-            gap = head.ts - tail.ts
+            ordered = head.undated or tail.undated  # no times to compare: file order
+            gap = 0.0 if ordered else head.ts - tail.ts
             if abs(gap) <= window and similar_inputs(tail.text, head.text):
                 if gap >= 0:
-                    decisions[k][tail.trace_id] = rephrase_signal(head.trace_id, head.text, gap)
+                    decisions[k][tail.trace_id] = rephrase_signal(head.trace_id, head.text, None if ordered else gap)
                 elif head.failed:
                     decisions[s.index][head.trace_id] = rephrase_signal(tail.trace_id, tail.text, -gap)
         for t in s.tails:
@@ -705,13 +721,7 @@ class _Shard:
 
 
 def _expand(paths: Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix in TRACE_SUFFIXES)
-        else:
-            files.append(p)
-    return files
+    return expand_paths(list(paths))  # the files ingest reads, in the same order
 
 
 def _line_start_after(path: Path, pos: int, size: int) -> int:
@@ -776,7 +786,7 @@ def _read_shard(
 ) -> tuple[_Stream, _ShardSummary]:
     """Triage-stream the lines of one part of the input (in a reader process)."""
     spool = _Spool(spool_path) if spool_path else None
-    skipped = truncated = 0
+    skipped = truncated = undated = 0
     stream = _Stream(settings, spool, max_pending, grace_s, spool_index=shard.index)
     with Quarantine(quarantine_part) as quarantine:
         for path, start, end in shard.segments:
@@ -785,7 +795,9 @@ def _read_shard(
                 trace = trace_from_record(rec, path, quarantine, limits)
                 if trace is None:
                     continue
-                if since is not None and trace.timestamp < since:
+                if trace.timestamp is None:
+                    undated += 1
+                elif since is not None and trace.timestamp < since:
                     skipped += 1
                     continue
                 truncated += len(trace.truncated)
@@ -795,7 +807,8 @@ def _read_shard(
         if counters is not None:
             counters[shard.index] = stream.traces
         counts = dict(quarantine.counts)
-    stats = {"skipped_before_since": skipped, "truncated_fields": truncated, "quarantined_by_reason": counts}
+    stats = {"skipped_before_since": skipped, "truncated_fields": truncated, "quarantined_by_reason": counts,
+             "undated": undated, "out_of_scale": stream.out_of_scale.by_name}
     summary = stream.summarize(shard.index, stats, last=shard.last)  # may still spool pending traces
     if spool is not None:
         spool.close()
@@ -854,10 +867,10 @@ def _receive(conns: list[Any], procs: list[Any], what: str, progress: Callable[[
 def _read_parallel(
     shards: list[_Shard], settings: DetectionSettings, since: datetime | None, quarantine_path: Path | None,
     spool_dir: Path | None, max_pending: int, grace_s: float, limits: ReadLimits,
-    progress: Progress | None, stats: IngestStats,
+    progress: Progress | None, stats: IngestStats, out_of_scale: OutOfScaleScores | None = None,
 ) -> tuple[list[_Row], int, float, TriageContext]:
     """Read the shards in reader processes; return the diagnosed failures, the trace count, the read time and
-    the run-wide context."""
+    the run-wide context. `out_of_scale` gathers the readers' scores that were off their scale."""
     mp = multiprocessing.get_context("spawn")
     counters = mp.Array("q", len(shards), lock=False)
     parts_dir = Path(tempfile.mkdtemp(prefix="autofix-triage-q-"))
@@ -909,6 +922,9 @@ def _read_parallel(
         stats.by_format["native"] += sm.traces
         stats.skipped_before_since += sm.stats.get("skipped_before_since", 0)
         stats.truncated_fields += sm.stats.get("truncated_fields", 0)
+        stats.undated += sm.stats.get("undated", 0)
+        if out_of_scale is not None:
+            out_of_scale.merge(sm.stats.get("out_of_scale", {}))
         q = Counter(sm.stats.get("quarantined_by_reason", {}))
         stats.quarantined += sum(q.values())
         stats.quarantined_by_reason.update(q)
@@ -990,8 +1006,10 @@ def triage_traces(
             ctx.prepare()
             rows = stream.finalize(ctx, latency, {})
             timings = {"read_detect": round(t1 - t0, 3), "diagnose": round(time.perf_counter() - t1, 3)}
-            return _complete(rows, stream.traces, timings, classifier, {0: spool} if spool else {}, config, progress,
-                             sample_size, distance_threshold, ctx, settings)
+            report = _complete(rows, stream.traces, timings, classifier, {0: spool} if spool else {}, config, progress,
+                               sample_size, distance_threshold, ctx, settings)
+            report.warnings += stream.out_of_scale.warnings(settings)
+            return report
     finally:
         if spool is not None:
             spool.close()
@@ -1102,6 +1120,7 @@ def run_triage(
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     shards = _plan_shards(sources, workers, parallel_min_bytes) if fmt in ("auto", "native") else None
     stats = IngestStats()
+    out_of_scale = OutOfScaleScores()
     if shards is None:
         with Quarantine(qpath if write else None) as quarantine:
             traces = ingest(sources, fmt=fmt, quarantine=quarantine, since=since, stats=stats, limits=limits)  # type: ignore[arg-type]
@@ -1113,13 +1132,14 @@ def run_triage(
             with _gc_paused():
                 t0 = time.perf_counter()
                 rows, n_traces, read_s, ctx = _read_parallel(shards, settings, since, qpath if write else None, spool_dir,
-                                                        max_pending, 600.0, limits, progress, stats)
+                                                             max_pending, 600.0, limits, progress, stats, out_of_scale)
                 timings = {"read_detect": round(read_s, 3), "diagnose": round(time.perf_counter() - t0 - read_s, 3),
                            "workers": float(len(shards))}
                 spools = {s.index: _Spool(spool_dir / f"{s.index:05d}.jsonl") for s in shards} if spool_dir else {}
                 try:
                     report = _complete(rows, n_traces, timings, classifier, spools, config, progress, sample_size, 0.6,
                                        ctx, settings)
+                    report.warnings += out_of_scale.warnings(settings)
                 finally:
                     for sp in spools.values():
                         sp.close()
@@ -1133,6 +1153,12 @@ def run_triage(
     report.quarantined_by_reason = dict(stats.quarantined_by_reason)
     report.ingest = stats.as_dict()
     report.quarantine_path = str(qpath) if write else None
+    if stats.undated:
+        report.warnings.append(
+            f"{stats.undated} trace{'s have' if stats.undated != 1 else ' has'} no timestamp: "
+            + ("--since cannot place them, so they were kept; " if since is not None else "")
+            + "rephrases within their sessions were found in file order"
+        )
     if write:
         t = time.perf_counter()
         path = run_dir / "report.json"

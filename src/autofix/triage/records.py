@@ -44,7 +44,7 @@ class Failure(BaseModel):
 
     trace_id: str
     session_id: str | None = None
-    timestamp: datetime
+    timestamp: datetime | None = None  # None: the trace has none
     task_type: str = "unknown"
     input: str
     output: str = ""
