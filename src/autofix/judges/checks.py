@@ -4,6 +4,12 @@ Each check returns a `CheckOutcome`: passed True/False, or None when the case gi
 check (no expected answer, no retrieval, no tool call). Checks never raise on odd results.
 A check is called as `CHECKS[name](case, result, **args)`, `args` being the judge's `args` from
 autofix.yaml (plus `k` for recall_at_k); every check has a version (`check_version`, `CHECKS_VERSION`).
+
+The fields of a case's `expected` (what a reviewer attached to it; all optional) and the checks that read them:
+`must_include` (strings the answer must contain) and `must_not_include` (strings that make an answer wrong,
+e.g. a superseded value quoted beside the current one), or `answer` with `exact: true`: `contains_expected`;
+`pattern` (regular expressions): `matches_expected`; `doc_ids`: `recall_at_k`, `citations_in_expected`;
+`format`: `format_kept`. `must_include`, `must_not_include` and `pattern` may also be a single string.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import jsonschema
 from pydantic import BaseModel
 
 from autofix.replay.records import Case, CaseResult
+from autofix.traces.schema import tool_args_schema
 
 
 class CheckOutcome(BaseModel):
@@ -24,23 +31,43 @@ class CheckOutcome(BaseModel):
     detail: str = ""
 
 
+def _strings(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [str(s) for s in items if s is not None and str(s)]
+
+
 def _expected_strings(case: Case) -> list[str]:
     expected = case.expected or {}
     if expected.get("must_include"):
-        return [str(s) for s in expected["must_include"]]
+        return _strings(expected["must_include"])
     return [str(expected["answer"])] if expected.get("answer") and expected.get("exact") else []
 
 
 def contains_expected(case: Case, result: CaseResult) -> CheckOutcome:
-    """The answer contains every `expected.must_include` string (case-insensitive)."""
+    """The answer contains every `expected.must_include` string and none of `expected.must_not_include`
+    (both case-insensitive; a string or a list). `must_not_include` names what makes an answer wrong
+    even when the right facts are there too, e.g. a superseded value quoted beside the current one.
+    """
     wanted = _expected_strings(case)
-    if not wanted:
+    unwanted = _strings((case.expected or {}).get("must_not_include"))
+    if not wanted and not unwanted:
         return CheckOutcome(passed=None, detail="no expected strings")
     if result.failed:
         return CheckOutcome(passed=False, detail=f"no answer: {result.error}")
     output = (result.output or "").lower()
     missing = [s for s in wanted if s.lower() not in output]
-    return CheckOutcome(passed=not missing, detail=f"missing {missing}" if missing else "all expected strings present")
+    present = [s for s in unwanted if s.lower() in output]
+    problems = []
+    if missing:
+        problems.append(f"missing {missing}")
+    if present:
+        problems.append(f"contains {present}, which expected.must_not_include rules out")
+    if problems:
+        return CheckOutcome(passed=False, detail="; ".join(problems))
+    ok = [("all expected strings present" if wanted else ""), ("none of must_not_include" if unwanted else "")]
+    return CheckOutcome(passed=True, detail=", ".join(s for s in ok if s))
 
 
 def _retrieved_doc_ids(result: CaseResult) -> list[str]:
@@ -75,17 +102,20 @@ def citations_in_expected(case: Case, result: CaseResult) -> CheckOutcome:
 def tool_args_valid(case: Case, result: CaseResult) -> CheckOutcome:
     """Every tool call's arguments validate against the JSON schema the tool span declares.
 
-    The schema travels with the span as the `json_schema` attribute (OpenInference's `tool.json_schema`);
-    a tool call without one cannot be checked and fails, since nothing vouches for its arguments.
+    The schema travels with the span in its attributes, read by `autofix.traces.schema.tool_args_schema`
+    as triage reads it: `json_schema` (what the OpenInference importer makes of `tool.json_schema`),
+    `schema` or `parameters`, a bare schema or a tool definition wrapping one. A tool call without one
+    cannot be checked and fails, since nothing vouches for its arguments.
     """
     tools = [span for span in result.spans if span.get("kind") == "tool"]
     if not tools:
         return CheckOutcome(passed=None, detail="no tool call")
     problems = []
     for span in tools:
-        schema = (span.get("attributes") or {}).get("json_schema")
-        if not isinstance(schema, dict):
-            problems.append(f"{span.get('name')}: no json_schema attribute on the tool span")
+        schema = tool_args_schema(span.get("attributes"))
+        if schema is None:
+            problems.append(f"{span.get('name')}: no argument schema on the tool span "
+                            f"(attribute json_schema, schema or parameters)")
             continue
         try:
             jsonschema.validate(span.get("input"), schema)
@@ -353,11 +383,11 @@ CHECKS: dict[str, Callable[..., CheckOutcome]] = {
 }
 
 CHECK_VERSIONS: dict[str, int] = {
-    "contains_expected": 1,
+    "contains_expected": 2,  # 2: expected.must_not_include
     "matches_expected": 1,
     "recall_at_k": 1,
     "citations_in_expected": 1,
-    "tool_args_valid": 1,
+    "tool_args_valid": 2,  # 2: the schema under json_schema, schema or parameters, tool definitions unwrapped
     "format_kept": 1,
     "no_leaked_fields": 1,
 }
