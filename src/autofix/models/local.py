@@ -135,10 +135,19 @@ def chat(
     top_p: float | None = None,
     stop: str | list[str] | None = None,
     seed: int | None = None,
+    *,
+    response_format: dict[str, Any] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: dict[str, Any] | None = None,
+    presence_penalty: float | None = None,
+    frequency_penalty: float | None = None,
 ) -> dict[str, Any]:
     """One chat completion from the local model, in OpenAI chat-completion shape with usage.
 
     ``temperature=0`` is greedy decoding, so the same messages give the same answer.
+    ``response_format`` is llama.cpp's: ``{"type": "json_object", "schema"?: {...}}`` constrains the
+    answer by a grammar. ``tools`` with ``tool_choice`` naming one of them makes the answer a call of
+    that tool (its arguments constrained by the tool's JSON schema); the message then has ``tool_calls``.
     """
     if not messages:
         raise ValueError("chat() needs at least one message")
@@ -153,6 +162,15 @@ def chat(
         kwargs["stop"] = stop
     if seed is not None:
         kwargs["seed"] = int(seed)
+    if response_format is not None:
+        kwargs["response_format"] = response_format
+    if tools:
+        kwargs["tools"] = tools
+        kwargs["tool_choice"] = tool_choice
+    if presence_penalty is not None:
+        kwargs["presence_penalty"] = float(presence_penalty)
+    if frequency_penalty is not None:
+        kwargs["frequency_penalty"] = float(frequency_penalty)
     with _lock:
         llama = get_llama()
         llama.reset()  # each call starts from a clean context: answers do not depend on the previous call
