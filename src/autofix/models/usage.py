@@ -1,8 +1,13 @@
-"""The gateway's ledger: per-run API keys and one row per model call (tokens, cost, latency).
+"""The gateway's ledger: per-run API keys, per-run budgets and one row per model call (tokens, cost, latency).
 
 A single SQLite file in WAL mode, so the CLI can read it while a gateway writes it. One
 connection per store, guarded by a lock, so a store may be shared between threads.
 These rows are the source of the cost and latency guardrails.
+
+A run's budget (tokens and/or USD) is set when its key is issued (``issue_key(run, budget=...)``,
+``autofix gateway key --budget-tokens/--budget-usd``) or, for a run without one, by the gateway
+serving it (``model.gateway.budget`` of autofix.yaml) on its first call; either way it is stored
+here, so ``autofix gateway usage`` shows the budget in force and what is left.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 KEY_PREFIX = "afx-"
 
@@ -42,7 +47,45 @@ CREATE TABLE IF NOT EXISTS calls (
     created_at        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_run_case ON calls(run_id, case_id);
+CREATE TABLE IF NOT EXISTS budgets (
+    run_id     TEXT PRIMARY KEY,
+    tokens     INTEGER,
+    usd        REAL,
+    created_at TEXT NOT NULL
+);
 """
+
+BUDGET_EXCEEDED = "budget_exceeded"
+"""Error code of a call the gateway refused because its run spent its budget (recorded with the call)."""
+
+
+class Budget(BaseModel):
+    """What one run may spend at the gateway: tokens (prompt + completion) and/or USD; None = no limit."""
+
+    tokens: int | None = Field(default=None, gt=0)
+    usd: float | None = Field(default=None, gt=0)
+
+    @property
+    def limited(self) -> bool:
+        return self.tokens is not None or self.usd is not None
+
+
+class BudgetStatus(BaseModel):
+    """A run's budget, what it spent and what is left (None where that part is unlimited)."""
+
+    run_id: str
+    budget: Budget | None
+    spent_tokens: int
+    spent_usd: float
+    left_tokens: int | None
+    left_usd: float | None
+
+    @property
+    def exceeded(self) -> bool:
+        """Spent: no call may start (a call already running may go past the limit, by its own usage)."""
+        return (self.left_tokens is not None and self.left_tokens <= 0) or (
+            self.left_usd is not None and self.left_usd <= 0
+        )
 
 
 class CallRecord(BaseModel):
@@ -95,8 +138,10 @@ class UsageStore:
 
     # keys -------------------------------------------------------------------------------
 
-    def issue_key(self, run_id: str) -> str:
-        """A new API key for ``run_id``; only its sha256 is stored, so show it now or lose it."""
+    def issue_key(self, run_id: str, budget: Budget | None = None) -> str:
+        """A new API key for ``run_id``; only its sha256 is stored, so show it now or lose it.
+
+        ``budget`` (if given) becomes the run's budget, replacing any it had."""
         if not run_id:
             raise ValueError("issue_key() needs a run id")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -105,6 +150,8 @@ class UsageStore:
                 "INSERT INTO api_keys (key_sha256, run_id, created_at, revoked) VALUES (?, ?, ?, 0)",
                 (_hash(key), run_id, _now()),
             )
+        if budget is not None and budget.limited:
+            self.set_budget(run_id, budget)
         return key
 
     def run_for_key(self, key: str | None) -> str | None:
@@ -129,10 +176,55 @@ class UsageStore:
         """Whether any key was ever issued or any call recorded for ``run_id``."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT 1 FROM api_keys WHERE run_id = ? UNION ALL SELECT 1 FROM calls WHERE run_id = ? LIMIT 1",
-                (run_id, run_id),
+                "SELECT 1 FROM api_keys WHERE run_id = ? UNION ALL SELECT 1 FROM calls WHERE run_id = ?"
+                " UNION ALL SELECT 1 FROM budgets WHERE run_id = ? LIMIT 1",
+                (run_id, run_id, run_id),
             ).fetchone()
         return row is not None
+
+    # budgets ----------------------------------------------------------------------------
+
+    def set_budget(self, run_id: str, budget: Budget) -> None:
+        """Set (or replace) the budget of ``run_id``."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO budgets (run_id, tokens, usd, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(run_id) DO UPDATE SET tokens = excluded.tokens, usd = excluded.usd",
+                (run_id, budget.tokens, budget.usd, _now()),
+            )
+
+    def ensure_budget(self, run_id: str, default: Budget | None) -> Budget | None:
+        """The budget of ``run_id``; a run without one gets ``default`` (stored, so reports show it)."""
+        with self._lock:
+            if default is not None and default.limited:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO budgets (run_id, tokens, usd, created_at) VALUES (?, ?, ?, ?)",
+                    (run_id, default.tokens, default.usd, _now()),
+                )
+            row = self._conn.execute("SELECT tokens, usd FROM budgets WHERE run_id = ?", (run_id,)).fetchone()
+        return Budget(tokens=row["tokens"], usd=row["usd"]) if row else None
+
+    def budget_status(self, run_id: str, default: Budget | None = None) -> BudgetStatus:
+        """The run's budget (``default`` if it has none stored), what its calls spent, what is left."""
+        with self._lock:
+            row = self._conn.execute("SELECT tokens, usd FROM budgets WHERE run_id = ?", (run_id,)).fetchone()
+            spent = self._conn.execute(
+                "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens,"
+                " COALESCE(SUM(cost_usd), 0) AS usd FROM calls WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        budget = Budget(tokens=row["tokens"], usd=row["usd"]) if row else default
+        if budget is not None and not budget.limited:
+            budget = None
+        tokens, usd = int(spent["tokens"]), float(spent["usd"])
+        return BudgetStatus(
+            run_id=run_id,
+            budget=budget,
+            spent_tokens=tokens,
+            spent_usd=usd,
+            left_tokens=None if budget is None or budget.tokens is None else budget.tokens - tokens,
+            left_usd=None if budget is None or budget.usd is None else budget.usd - usd,
+        )
 
     # calls ------------------------------------------------------------------------------
 
