@@ -12,7 +12,8 @@
 
 A trace becomes a case with `case_id` = trace id, `input` = the trace's input, `metadata` = the
 trace's metadata plus the trace timestamp as `now` (when the metadata has none), and no expected
-answer: the judges that need one do not apply to it.
+answer: the judges that need one do not apply to it. A trace that carries its conversation gives
+the case its earlier turns as `messages` (see `trace_history`).
 """
 
 from __future__ import annotations
@@ -93,12 +94,75 @@ def _trace_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def _content_text(content: Any) -> str:
+    """An OpenAI message's content (a string or a list of parts) as text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content
+                         if isinstance(p, str) or (isinstance(p, dict) and p.get("type", "text") == "text"))
+    return ""
+
+
+def _turns(messages: Any) -> list[dict[str, str]] | None:
+    """The user and assistant turns with text of an OpenAI-style message list (None if it is not one).
+
+    System prompts are the assistant's own construction (what optimizers change), and tool calls and
+    results are steps inside a turn: neither is conversation history."""
+    if isinstance(messages, dict) and isinstance(messages.get("messages"), list):
+        messages = messages["messages"]
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m
+                                                                  for m in messages):
+        return None
+    turns = [{"role": str(m["role"]), "content": _content_text(m.get("content"))} for m in messages
+             if m.get("role") in ("user", "assistant")]
+    return [t for t in turns if t["content"].strip()]
+
+
+def _before_last_user(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    users = [i for i, t in enumerate(turns) if t["role"] == "user"]
+    return turns[:users[-1]] if users else turns
+
+
+def trace_history(trace: Any, input_text: str | None = None) -> list[dict[str, str]] | None:
+    """The turns of a trace's conversation before its current input, oldest first; None if it carries none.
+
+    Where a trace keeps its history, first found wins: a top-level `messages` field or
+    `metadata.messages` (the conversation; when its last user turn is the trace's input, that turn and
+    what follows are dropped, else all of it is history); an `input` given as chat messages (all
+    before its last user message); the input messages of its llm spans (the longest history before
+    their last user message: that message is the current input, often wrapped in context).
+    """
+    text = _trace_text(trace.input) if input_text is None else input_text
+    extra = getattr(trace, "model_extra", None) or {}
+    for explicit in (extra.get("messages"), (trace.metadata or {}).get("messages")):
+        turns = _turns(explicit)
+        if turns:
+            users = [i for i, t in enumerate(turns) if t["role"] == "user"]
+            if users and turns[users[-1]]["content"].strip() == text.strip():
+                turns = turns[:users[-1]]
+            return turns or None
+    turns = _turns(trace.input)
+    if turns:
+        return _before_last_user(turns) or None
+    best: list[dict[str, str]] = []
+    for span in trace.spans or []:
+        if span.kind == "llm":
+            history = _before_last_user(_turns(span.input) or [])
+            if len(history) > len(best):
+                best = history
+    return best or None
+
+
 def trace_to_case(trace: Any) -> Case:
-    """A failed trace as a case to replay (no expected answer)."""
+    """A failed trace as a case to replay (no expected answer), with its earlier turns if it has them."""
     metadata = dict(trace.metadata or {})
+    if _turns(metadata.get("messages")) is not None:
+        metadata.pop("messages")  # the history goes to `messages`, not twice into the case
     if trace.timestamp is not None:  # a trace without one leaves `now` to the replay's clock
         metadata.setdefault("now", trace.timestamp.isoformat())
-    return Case(case_id=trace.trace_id, input=_trace_text(trace.input), metadata=metadata)
+    text = _trace_text(trace.input)
+    return Case(case_id=trace.trace_id, input=text, messages=trace_history(trace, text), metadata=metadata)
 
 
 def _read_latest(config: AutofixConfig) -> tuple[Path, dict[str, Any]]:

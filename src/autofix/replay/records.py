@@ -5,20 +5,43 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from autofix.jsonl import read_case_records
 
 
+class Turn(BaseModel):
+    """One earlier turn of a conversation: who spoke and what they said."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: str = Field(min_length=1, description="`user` or `assistant` (as in OpenAI chat messages).")
+    content: str
+
+
 class Case(BaseModel):
-    """One input to replay: `{"case_id", "input", "expected"?, "metadata"?}`."""
+    """One input to replay: `{"case_id", "input", "messages"?, "expected"?, "metadata"?}`.
+
+    `messages` is the conversation before `input`, oldest first, as `[{"role", "content"}]` (`user` and
+    `assistant` turns): a multi-turn case replays its last user message (`input`) with that history,
+    which the replay command passes to the assistant as its earlier turns. A case without history has
+    no `messages` key at all (not `null`), so single-turn case files and their cache keys are as before.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     case_id: str = Field(min_length=1)
     input: str
+    messages: list[Turn] | None = None
     expected: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _no_empty_history(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("messages") is None:
+            data.pop("messages", None)
+        return data
 
 
 class CaseUsage(BaseModel):
