@@ -138,7 +138,7 @@ def test_completion_is_forwarded_to_the_gateway_model_and_recorded_per_case(clie
             "top_p": 0.5,
             "stop": ["\n\n"],
             "seed": 3,
-            "logprobs": True,  # unknown to the gateway: ignored, not forwarded
+            "logprobs": True,  # every OpenAI parameter is forwarded as sent
         },
         headers=auth(key, "case-1"),
     )
@@ -155,7 +155,7 @@ def test_completion_is_forwarded_to_the_gateway_model_and_recorded_per_case(clie
     assert {k: call[k] for k in ("temperature", "max_tokens", "top_p", "stop", "seed")} == {
         "temperature": 0.0, "max_tokens": 32, "top_p": 0.5, "stop": ["\n\n"], "seed": 3,
     }
-    assert "logprobs" not in call
+    assert call["logprobs"] is True
 
     client.post("/v1/chat/completions", json={"messages": QUESTION}, headers=auth(key, "case-1"))
     client.post("/v1/chat/completions", json={"messages": QUESTION}, headers=auth(key, "case-2"))
@@ -199,12 +199,14 @@ def test_provider_error_is_502_openai_style_and_recorded(client, store, lm):
     assert store.usage_by_case("run-1")["case-9"]["errors"] == 2
 
 
-def test_stream_is_400(client, store, lm):
+def test_parameters_litellm_would_read_as_its_own_are_refused(client, store, lm):
     key = store.issue_key("run-1")
-    response = client.post("/v1/chat/completions", json={"messages": QUESTION, "stream": True}, headers=auth(key))
-    error = assert_openai_error(response, 400, "invalid_request_error", "unsupported_parameter")
-    assert "stream" in error["message"].lower() and "not supported" in error["message"]
+    for name, value in (("api_base", "http://attacker.example/v1"), ("mock_response", "hi"), ("input_cost_per_token", 0)):
+        response = client.post("/v1/chat/completions", json={"messages": QUESTION, name: value}, headers=auth(key))
+        error = assert_openai_error(response, 400, "invalid_request_error", "unknown_parameter")
+        assert error["param"] == name and name in error["message"]
     assert lm.calls == []
+    assert store.calls("run-1") == []
 
 
 @pytest.mark.parametrize(
@@ -234,8 +236,9 @@ def test_models_health_and_unknown_routes(client, store):
     assert_openai_error(client.get("/v1/models"), 401, "invalid_request_error", "invalid_api_key")
     models = client.get("/v1/models", headers=auth(store.issue_key("run-1"))).json()
     assert [m["id"] for m in models["data"]] == [GATEWAY_MODEL]
-    assert client.get("/v1/embeddings").status_code == 404
-    assert client.get("/v1/embeddings").json()["error"]["code"] == "not_found"
+    assert client.get("/v1/images/generations").status_code == 404
+    assert client.get("/v1/images/generations").json()["error"]["code"] == "not_found"
+    assert client.get("/v1/embeddings").json()["error"]["code"] == "method_not_allowed"
 
 
 def test_usage_store_is_safe_across_threads(tmp_path):

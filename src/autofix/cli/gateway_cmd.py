@@ -95,10 +95,12 @@ def serve(
     model_cfg = getattr(cfg, "model", None)
     gateway_cfg = getattr(model_cfg, "gateway", None)
 
-    from autofix.models.gateway import GatewayServer
+    from autofix.models.gateway import GatewayServer, app_options
     from autofix.models.provider import LOCAL_MODEL
 
-    model = model or getattr(model_cfg, "name", None) or LOCAL_MODEL
+    options = app_options(model_cfg) if model_cfg is not None else {}  # aliases, body limit, default budget
+    configured = options.pop("model", None)
+    model = model or configured or LOCAL_MODEL
     host = host or getattr(gateway_cfg, "host", None) or DEFAULT_HOST
     if port is None:
         port = getattr(gateway_cfg, "port", None)
@@ -106,12 +108,13 @@ def serve(
     db_path = _db_path(db, cfg, config)
 
     try:
-        server = GatewayServer(db_path, model=model, host=host, port=port).start()
+        server = GatewayServer(db_path, model=model, host=host, port=port, **options).start()
     except (OSError, RuntimeError, TimeoutError) as exc:
         _fail(str(exc))
         return
 
-    info = {"url": server.url, "base_url": server.base_url, "model": model, "db": str(db_path)}
+    info = {"url": server.url, "base_url": server.base_url, "model": model, "db": str(db_path),
+            "aliases": options.get("aliases") or {}}
     if as_json:
         print(json.dumps(info), flush=True)
     else:
@@ -138,18 +141,24 @@ def serve(
 @app.command()
 def key(
     run: str = typer.Option(..., "--run", help="The run the key is for."),
+    budget_tokens: Optional[int] = typer.Option(
+        None, "--budget-tokens", min=1, help="Tokens the run may spend (default: model.gateway.budget, else no limit)."),
+    budget_usd: Optional[float] = typer.Option(
+        None, "--budget-usd", min=0.000001, help="US dollars the run may spend (default: model.gateway.budget, else no limit)."),
     config: Optional[Path] = ConfigOpt,
     db: Optional[Path] = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Issue an API key for a run and print it (only its hash is stored)."""
-    from autofix.models.usage import UsageStore
+    """Issue an API key for a run and print it (only its hash is stored); --budget-* set the run's budget."""
+    from autofix.models.usage import Budget, UsageStore
 
     db_path = _db_path(db, _load_config(config), config)
+    budget = Budget(tokens=budget_tokens, usd=budget_usd) if budget_tokens or budget_usd else None
     with UsageStore(db_path) as store:
-        api_key = store.issue_key(run)
+        api_key = store.issue_key(run, budget=budget)
     if as_json:
-        print(json.dumps({"run_id": run, "api_key": api_key, "db": str(db_path)}))
+        print(json.dumps({"run_id": run, "api_key": api_key, "db": str(db_path),
+                          "budget": budget.model_dump() if budget else None}))
     else:
         print(api_key)
 
@@ -180,15 +189,31 @@ def usage(
     db: Optional[Path] = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Per-case tokens, cost and latency of a run's model calls."""
-    db_path = _db_path(db, _load_config(config), config)
+    """Per-case tokens, cost and latency of a run's model calls, and its budget: what it may spend, what is left."""
+    cfg = _load_config(config)
+    db_path = _db_path(db, cfg, config)
+    from autofix.models.gateway import app_options
+
+    # A run the gateway has not served yet has no budget stored: show the one it would get.
+    default = app_options(cfg.model).get("budget") if getattr(cfg, "model", None) is not None else None
     with _open_existing(db_path) as store:
         if not store.has_run(run):
             _fail(f"run {run!r} is unknown to {db_path} (no key issued, no call recorded)")
         by_case = store.usage_by_case(run)
+        status = store.budget_status(run, default=default)
+    budget = {
+        "tokens": status.budget.tokens if status.budget else None,
+        "usd": status.budget.usd if status.budget else None,
+        "spent_tokens": status.spent_tokens,
+        "spent_usd": status.spent_usd,
+        "left_tokens": status.left_tokens,
+        "left_usd": status.left_usd,
+        "exceeded": status.exceeded,
+    }
 
     if as_json:
-        print(json.dumps({"run_id": run, "cases": [{"case_id": c, **u} for c, u in by_case.items()]}, indent=2))
+        print(json.dumps({"run_id": run, "cases": [{"case_id": c, **u} for c, u in by_case.items()], "budget": budget},
+                         indent=2))
         return
 
     table = Table(title=f"model usage of run {run}")
@@ -212,3 +237,13 @@ def usage(
     console.print(table)
     if not by_case:
         console.print(f"no calls recorded yet for run {run}")
+    if status.budget is None:
+        console.print("budget: none (no limit)")
+    else:
+        parts = []
+        if status.budget.tokens is not None:
+            parts.append(f"{status.budget.tokens} tokens, {max(status.left_tokens or 0, 0)} left")
+        if status.budget.usd is not None:
+            parts.append(f"${status.budget.usd:.4f}, ${max(status.left_usd or 0.0, 0.0):.4f} left")
+        note = " [red]spent: further calls are refused (429 budget_exceeded)[/red]" if status.exceeded else ""
+        console.print(f"budget: {'; '.join(parts)}{note}")

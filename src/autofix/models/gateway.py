@@ -1,23 +1,43 @@
 """The model gateway: the one OpenAI-compatible endpoint a sandboxed replay may call.
 
 It holds the real provider credentials (they never enter the sandbox), authenticates the
-caller with a per-run key, sends every call to the gateway's configured litellm model
-whatever ``model`` the caller asked for, and records tokens, cost and latency of each
-call per run and case (header ``X-Autofix-Case``).
+caller with a per-run key, serves every call with a litellm model chosen on the host (the
+configured model, or the one ``aliases`` maps the requested ``model`` name to), and records
+tokens, cost and latency of each call per run and case (header ``X-Autofix-Case``).
 
-Routes: ``POST /v1/chat/completions`` (non-streaming), ``GET /v1/models``, ``GET /health``.
+Routes: ``POST /v1/chat/completions`` (plain or ``stream: true``: server-sent events),
+``POST /v1/embeddings``, ``GET /v1/models``, ``GET /health``.
+
+What a chat request carries is forwarded whole to ``litellm.acompletion``: every OpenAI
+chat-completions parameter (``tools``, ``tool_choice``, ``response_format``, ``n``, ``stop``,
+``seed``, ``logprobs``, ...) goes through as sent, and the answer (tool calls included) comes back
+as the provider gave it. The gateway keeps for itself only the key, the ``model`` (replaced by
+the served one) and how usage is recorded. A field that is not an OpenAI chat-completions
+parameter is refused, never passed on: litellm would read some of them (``api_base``,
+``api_key``, ``mock_response``, cost overrides, ...) as its own settings, and the provider
+credentials must not follow a caller-chosen ``api_base``.
+
+A request the served model cannot honour is refused with a 400 naming the parameter: the
+embedded local model says what it can do (:func:`autofix.models.provider.local_unsupported`),
+other providers are checked by litellm (``UnsupportedParamsError``). A body over
+``max_body_bytes`` gets 413. A run that spent its budget (tokens and/or USD, see
+:mod:`autofix.models.usage`) gets 429 ``budget_exceeded``, recorded in the ledger.
+
 Errors use OpenAI's body shape ``{"error": {"message", "type", "param", "code"}}``, so
 OpenAI client libraries inside the sandbox raise their usual exceptions.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import struct
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import litellm
@@ -25,15 +45,31 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
-from autofix.models.provider import LOCAL_MODEL, cost_usd, is_local, register_local_provider
-from autofix.models.usage import UsageStore
+from autofix.models.provider import LOCAL_MODEL, cost_usd, is_local, local_unsupported, register_local_provider
+from autofix.models.usage import BUDGET_EXCEEDED, Budget, UsageStore
 
 CASE_HEADER = "X-Autofix-Case"
 """Request header naming the replay case a call belongs to (recorded with the call)."""
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+"""Largest request body the gateway reads (``model.gateway.max_body_bytes``)."""
+
+OPENAI_CHAT_PARAMS = frozenset({
+    "messages", "model", "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+    "max_completion_tokens", "max_tokens", "metadata", "modalities", "n", "parallel_tool_calls", "prediction",
+    "presence_penalty", "prompt_cache_key", "prompt_cache_retention", "reasoning_effort", "response_format",
+    "safety_identifier", "seed", "service_tier", "stop", "store", "stream", "stream_options", "temperature",
+    "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+})
+"""The request body fields of OpenAI's chat completions: what the gateway forwards (and nothing else)."""
+
+_OWN_FIELDS = ("model", "messages", "stream", "stream_options")
+"""Fields the gateway handles itself rather than forwarding as they are."""
 
 
 class ChatMessage(BaseModel):
@@ -44,7 +80,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The part of an OpenAI chat-completions request the gateway honours; other fields are ignored."""
+    """An OpenAI chat-completions request: the fields checked here, the others kept as sent."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -54,9 +90,39 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    n: int | None = Field(default=None, ge=1, le=128)
     stop: str | list[str] | None = None
     seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
     stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+
+    def forwarded(self) -> dict[str, Any]:
+        """The parameters sent on to litellm: every one the caller set, as validated, but the gateway's own."""
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if k not in _OWN_FIELDS}
+
+    def wants_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.get("include_usage"))
+
+
+class EmbeddingRequest(BaseModel):
+    """An OpenAI embeddings request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
 
 
 def openai_error(
@@ -65,11 +131,13 @@ def openai_error(
     type: str = "invalid_request_error",
     code: str | None = None,
     param: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A JSON error response in OpenAI's shape."""
     return JSONResponse(
         status_code=status_code,
         content={"error": {"message": message, "type": type, "param": param, "code": code}},
+        headers=headers,
     )
 
 
@@ -87,32 +155,114 @@ def _validation_message(exc: ValidationError | RequestValidationError) -> tuple[
         return "Invalid request body.", None
     first = errors[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
+    if first.get("type") == "extra_forbidden" and loc:
+        return f"Unrecognized request argument supplied: {loc[0]}.", loc[0]
+    # a union's failed branches add their type names to the path (e.g. 'input.str'): name the field only
+    types = ("str", "int", "float", "bool", "dict", "list")
+    param = ".".join(p for p in loc if p not in types and "[" not in p and not p.startswith("function-")) or None
     where = f" at '{param}'" if param else ""
     return f"Invalid request body{where}: {first.get('msg', 'invalid value')}.", param
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the gateway's limit."""
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, read no further than ``limit`` bytes (BodyTooLarge past it)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _named_param(message: str, params: dict[str, Any]) -> str | None:
+    """The forwarded parameter an error message names, if one (the longest name found, in quotes or not)."""
+    found = [name for name in params if name in message]
+    return max(found, key=len) if found else None
+
+
+class _EventStream(StreamingResponse):
+    """Server-sent events whose ``on_close`` runs however the response ends (done, failed, caller gone)."""
+
+    def __init__(self, events: AsyncIterator[str], on_close: Callable[[], Awaitable[None]]):
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._events = events
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()  # runs the generator's own cleanup if the caller left mid-stream
+            await self._on_close()
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(jsonable_encoder(data), ensure_ascii=False)}\n\n"
+
+
+def _empty_choice(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta") or {}
+    return choice.get("finish_reason") is None and not any(v not in (None, "", []) for v in delta.values())
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """An embedding as OpenAI's ``encoding_format: base64`` sends it: little-endian float32, base64."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def app_options(model_config: Any) -> dict[str, Any]:
+    """``create_app``/``GatewayServer`` keyword arguments from autofix.yaml's ``model`` section (ModelConfig)."""
+    gateway = getattr(model_config, "gateway", None)
+    budget = getattr(gateway, "budget", None)
+    return {
+        "model": model_config.name,
+        "aliases": dict(getattr(model_config, "aliases", None) or {}),
+        "max_body_bytes": int(getattr(gateway, "max_body_bytes", None) or DEFAULT_MAX_BODY_BYTES),
+        "budget": Budget(tokens=budget.tokens, usd=budget.usd) if budget is not None else None,
+    }
 
 
 def create_app(
     store: UsageStore,
     model: str = LOCAL_MODEL,
     *,
+    aliases: dict[str, str] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    budget: Budget | None = None,
     litellm_kwargs: dict[str, Any] | None = None,
     timeout_s: float = 600.0,
 ) -> FastAPI:
     """The gateway as an ASGI app.
 
-    ``model`` is the litellm model string every call goes to (default: the embedded local
-    model). ``litellm_kwargs`` are extra arguments for each ``litellm.acompletion`` call
-    (``api_base``, ``api_key``, ...): the provider settings stay on the host.
+    ``model`` is the litellm model string calls go to (default: the embedded local model);
+    ``aliases`` maps model names a caller asks for to other litellm model strings (a name not in it
+    is served by ``model``). ``max_body_bytes``: the largest request body read (413 past it).
+    ``budget``: what a run whose key was issued without a budget may spend (stored with the run on
+    its first call). ``litellm_kwargs`` are extra arguments for each litellm call (``api_base``,
+    ``api_key``, ...): the provider settings stay on the host.
     """
-    if is_local(model):
-        register_local_provider()
+    aliases = dict(aliases or {})
+    for served_model in {model, *aliases.values()}:
+        if is_local(served_model):
+            register_local_provider()
     extra = dict(litellm_kwargs or {})
     app = FastAPI(title="autofix model gateway", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.model = model
+    app.state.aliases = aliases
     inflight = InFlight()
     app.state.inflight = inflight
+    budgeted_runs: set[str] = set()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -147,6 +297,84 @@ def create_app(
             )
         return run_id
 
+    async def read_json(request: Request, schema: type[BaseModel]) -> Any:
+        """The validated body, or the error response to send instead (413 or 400)."""
+        try:
+            raw = await _read_body(request, max_body_bytes)
+        except BodyTooLarge as exc:
+            return openai_error(
+                413,
+                f"The request body ({exc.args[0]} bytes) is larger than this gateway accepts ({max_body_bytes} "
+                f"bytes); send less, or raise model.gateway.max_body_bytes in autofix.yaml.",
+                code="request_too_large",
+            )
+        try:
+            payload = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return openai_error(400, f"The request body is not valid JSON: {exc}.")
+        if not isinstance(payload, dict):
+            return openai_error(400, "The request body must be a JSON object.")
+        if schema is ChatRequest:
+            unknown = sorted(set(payload) - OPENAI_CHAT_PARAMS)
+            if unknown:
+                return openai_error(
+                    400,
+                    f"Unrecognized request argument supplied: {unknown[0]}. The autofix gateway forwards OpenAI "
+                    f"chat-completions parameters only.",
+                    code="unknown_parameter", param=unknown[0],
+                )
+        try:
+            return schema.model_validate(payload)
+        except ValidationError as exc:
+            message, param = _validation_message(exc)
+            return openai_error(400, message, param=param,
+                                code="unknown_parameter" if message.startswith("Unrecognized") else None)
+
+    def served(requested: str | None) -> str:
+        return aliases.get(requested, model) if requested else model
+
+    def refuse_over_budget(run_id: str, case_id: str | None, served_model: str,
+                           requested: str | None) -> JSONResponse | None:
+        if run_id not in budgeted_runs:
+            store.ensure_budget(run_id, budget)
+            budgeted_runs.add(run_id)
+        status = store.budget_status(run_id)
+        if not status.exceeded:
+            return None
+        limits = []
+        if status.budget is not None and status.budget.tokens is not None:
+            limits.append(f"{status.spent_tokens} of {status.budget.tokens} tokens")
+        if status.budget is not None and status.budget.usd is not None:
+            limits.append(f"${status.spent_usd:.4f} of ${status.budget.usd:.4f}")
+        message = (f"Run {run_id!r} has spent its model budget ({', '.join(limits)}); the gateway makes no "
+                   f"further calls for it. Raise it with model.gateway.budget in autofix.yaml or "
+                   f"`autofix gateway key --run {run_id} --budget-tokens N --budget-usd X`.")
+        store.record(run_id, case_id, served_model, status="error", error=f"{BUDGET_EXCEEDED}: {message}",
+                     requested_model=requested)
+        # x-should-retry: OpenAI's client libraries would otherwise retry a 429 with back-off.
+        return openai_error(429, message, type="insufficient_quota", code=BUDGET_EXCEEDED,
+                            headers={"x-should-retry": "false"})
+
+    def caller_error(exc: Exception, params: dict[str, Any]) -> JSONResponse | None:
+        """The 400 for a request the provider (through litellm) refused, or None for a provider failure."""
+        if isinstance(exc, litellm.UnsupportedParamsError):
+            return openai_error(400, f"The served model cannot honour this request: {exc.message}",
+                                code="unsupported_parameter", param=_named_param(str(exc.message), params))
+        if isinstance(exc, litellm.BadRequestError) and not isinstance(
+            exc, (litellm.exceptions.LiteLLMUnknownProvider, litellm.exceptions.PaymentRequiredError)
+        ):
+            return openai_error(400, f"The model provider refused the request: {exc.message}",
+                                code=type(exc).__name__, param=_named_param(str(exc.message), params))
+        return None
+
+    def provider_failed(run_id: str, case_id: str | None, served_model: str, requested: str | None,
+                        exc: Exception, started: float) -> JSONResponse:
+        message = f"{type(exc).__name__}: {exc}"
+        store.record(run_id, case_id, served_model, latency_ms=(time.perf_counter() - started) * 1000.0,
+                     status="error", error=message, requested_model=requested)
+        return openai_error(502, f"The model provider failed: {message}", type="provider_error",
+                            code=type(exc).__name__)
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model}
@@ -156,9 +384,10 @@ def create_app(
         auth = authenticate(request)
         if isinstance(auth, JSONResponse):
             return auth
+        names = list(dict.fromkeys([model, *aliases]))
         return {
             "object": "list",
-            "data": [{"id": model, "object": "model", "created": 0, "owned_by": "autofix-gateway"}],
+            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "autofix-gateway"} for name in names],
         }
 
     @app.post("/v1/chat/completions")
@@ -167,85 +396,64 @@ def create_app(
         if isinstance(auth, JSONResponse):
             return auth
         run_id = auth
-
-        raw = await request.body()
-        try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return openai_error(400, f"The request body is not valid JSON: {exc}.")
-        if not isinstance(payload, dict):
-            return openai_error(400, "The request body must be a JSON object.")
-        try:
-            body = ChatRequest.model_validate(payload)
-        except ValidationError as exc:
-            message, param = _validation_message(exc)
-            return openai_error(400, message, param=param)
-        if body.stream:
-            return openai_error(
-                400, "Streaming is not supported by the autofix model gateway; send stream=false.",
-                code="unsupported_parameter", param="stream",
-            )
-
-        params: dict[str, Any] = {}
-        max_tokens = body.max_tokens if body.max_tokens is not None else body.max_completion_tokens
-        for name, value in (
-            ("temperature", body.temperature),
-            ("max_tokens", max_tokens),
-            ("top_p", body.top_p),
-            ("stop", body.stop),
-            ("seed", body.seed),
-        ):
-            if value is not None:
-                params[name] = value
-        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        body = await read_json(request, ChatRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        served_model = served(body.model)
+        params = body.forwarded()
+        if is_local(served_model):
+            problem = local_unsupported({**params, "stream": body.stream, "stream_options": body.stream_options})
+            if problem:
+                name, why = problem
+                return openai_error(400, f"Unsupported parameter '{name}' for the served model {served_model}: {why}.",
+                                    code="unsupported_parameter", param=name)
         case_id = request.headers.get(CASE_HEADER) or None
+        refused = refuse_over_budget(run_id, case_id, served_model, body.model)
+        if refused is not None:
+            return refused
+        messages = [m.model_dump(exclude_unset=True) for m in body.messages]
 
         started = time.perf_counter()
         inflight.enter(run_id, case_id)
+        streaming = False
         try:
-            return await _complete(run_id, case_id, body, messages, params, started, request)
+            if body.stream:
+                response = await _stream(run_id, case_id, body, served_model, messages, params, started)
+                streaming = isinstance(response, _EventStream)  # then the call is in flight until it ends
+                return response
+            return await _complete(run_id, case_id, body, served_model, messages, params, started, request)
         finally:
-            inflight.leave(run_id, case_id)
+            if not streaming:
+                inflight.leave(run_id, case_id)
 
-    async def _complete(run_id: str, case_id: str | None, body: ChatRequest, messages: list[dict[str, Any]],
-                        params: dict[str, Any], started: float, request: Request) -> Any:
+    async def _complete(run_id: str, case_id: str | None, body: ChatRequest, served_model: str,
+                        messages: list[dict[str, Any]], params: dict[str, Any], started: float,
+                        request: Request) -> Any:
         try:
+            # _skip_mcp_handler: litellm would otherwise treat `tools` naming an MCP server as its own to
+            # call (and, in litellm 1.106, import the optional `mcp` package for any request with tools);
+            # the tools of a replayed assistant are the assistant's, forwarded to the model as they are.
             response = await litellm.acompletion(
-                model=model, messages=messages, timeout=timeout_s, **params, **extra
+                model=served_model, messages=messages, timeout=timeout_s, _skip_mcp_handler=True, **params, **extra
             )
-        except Exception as exc:  # any provider failure is the caller's 502, never a crash
-            latency_ms = (time.perf_counter() - started) * 1000.0
-            message = f"{type(exc).__name__}: {exc}"
-            store.record(
-                run_id, case_id, model, latency_ms=latency_ms, status="error", error=message,
-                requested_model=body.model,
-            )
-            return JSONResponse(
-                status_code=502,
-                content={
-                    "error": {
-                        "message": f"The model provider failed: {message}",
-                        "type": "provider_error",
-                        "param": None,
-                        "code": type(exc).__name__,
-                    }
-                },
-            )
+        except Exception as exc:  # a request the provider refuses is the caller's 400; any other failure a 502
+            refused = caller_error(exc, params)
+            if refused is not None:
+                return refused
+            return provider_failed(run_id, case_id, served_model, body.model, exc, started)
         latency_ms = (time.perf_counter() - started) * 1000.0
 
         usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         # A caller that hung up (its own timeout) never got this answer: the call cost what it cost,
         # but it failed for the caller, which is the infrastructure's fault, not the assistant's.
         gone = await request.is_disconnected()
         store.record(
             run_id,
             case_id,
-            model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=cost_usd(response, model),
+            served_model,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost_usd=cost_usd(response, served_model),
             latency_ms=latency_ms,
             status="error" if gone else "ok",
             error=f"the caller hung up after {latency_ms / 1000:.1f} s, before the answer came" if gone else None,
@@ -254,6 +462,129 @@ def create_app(
         content = response.model_dump() if hasattr(response, "model_dump") else dict(response)
         content.setdefault("object", "chat.completion")
         return JSONResponse(content=jsonable_encoder(content))
+
+    async def _stream(run_id: str, case_id: str | None, body: ChatRequest, served_model: str,
+                      messages: list[dict[str, Any]], params: dict[str, Any], started: float) -> Any:
+        try:
+            # Usage of a stream: the provider is always asked for it (stream_options.include_usage), and
+            # litellm.stream_chunk_builder sums it from the chunks at the end; a provider that sends none
+            # gets its tokens counted by litellm's tokenizer from the chunks' text. The caller sees the
+            # usage chunk only if it asked for it, as OpenAI does.
+            stream = await litellm.acompletion(
+                model=served_model, messages=messages, timeout=timeout_s, _skip_mcp_handler=True, stream=True,
+                stream_options={"include_usage": True}, **params, **extra,
+            )
+        except Exception as exc:  # failures before the first chunk are answered like unstreamed ones
+            refused = caller_error(exc, params)
+            if refused is not None:
+                return refused
+            return provider_failed(run_id, case_id, served_model, body.model, exc, started)
+
+        chunks: list[Any] = []
+        state: dict[str, Any] = {"done": False, "error": None, "recorded": False}
+        wants_usage = body.wants_usage()
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for chunk in stream:
+                    chunks.append(chunk)
+                    data = chunk.model_dump() if hasattr(chunk, "model_dump") else dict(chunk)
+                    data["object"] = "chat.completion.chunk"
+                    choices = [c for c in data.get("choices") or [] if not _empty_choice(c)]
+                    if data.get("usage"):
+                        if not wants_usage:
+                            data.pop("usage")
+                            if not choices:
+                                continue
+                        elif not choices:
+                            data["choices"] = []  # OpenAI's usage chunk has no choices
+                    yield _sse(data)
+            except Exception as exc:  # the provider failed mid-stream: tell the caller in the stream
+                state["error"] = f"{type(exc).__name__}: {exc}"
+                yield _sse({"error": {"message": f"The model provider failed: {state['error']}",
+                                      "type": "provider_error", "param": None, "code": type(exc).__name__}})
+            state["done"] = True
+            yield "data: [DONE]\n\n"
+
+        async def on_close() -> None:
+            if state["recorded"]:
+                return
+            state["recorded"] = True
+            try:
+                latency_ms = (time.perf_counter() - started) * 1000.0
+                built = litellm.stream_chunk_builder(chunks, messages=messages) if chunks else None
+                usage = getattr(built, "usage", None)
+                error = state["error"]
+                if error is None and not state["done"]:
+                    error = f"the caller hung up after {latency_ms / 1000:.1f} s, before the answer ended"
+                store.record(
+                    run_id, case_id, served_model,
+                    prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                    completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                    cost_usd=cost_usd(built, served_model) if built is not None else 0.0,
+                    latency_ms=latency_ms, status="error" if error else "ok", error=error,
+                    requested_model=body.model,
+                )
+            finally:
+                inflight.leave(run_id, case_id)
+
+        return _EventStream(events(), on_close)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        auth = authenticate(request)
+        if isinstance(auth, JSONResponse):
+            return auth
+        run_id = auth
+        body = await read_json(request, EmbeddingRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        served_model = served(body.model)
+        if is_local(served_model):
+            asked = f" (asked for {body.model!r})" if body.model else ""
+            return openai_error(
+                400,
+                f"The served model {served_model}{asked} is the embedded chat model and cannot embed. Map the "
+                f"embedding model the assistant asks for to one that can in model.aliases of autofix.yaml, e.g. "
+                f"`text-embedding-3-small: openai/text-embedding-3-small`.",
+                code="model_cannot_embed", param="model",
+            )
+        case_id = request.headers.get(CASE_HEADER) or None
+        refused = refuse_over_budget(run_id, case_id, served_model, body.model)
+        if refused is not None:
+            return refused
+        # encoding_format is the gateway's to honour: the provider returns floats, the gateway encodes them
+        # as OpenAI does for "base64" (what OpenAI's client libraries ask for by default), so providers
+        # without base64 support serve those clients too.
+        params = body.model_dump(exclude_unset=True, exclude={"model", "input", "encoding_format"})
+
+        started = time.perf_counter()
+        inflight.enter(run_id, case_id)
+        try:
+            try:
+                response = await litellm.aembedding(model=served_model, input=body.input, timeout=timeout_s,
+                                                    **params, **extra)
+            except Exception as exc:
+                refused = caller_error(exc, params)
+                if refused is not None:
+                    return refused
+                return provider_failed(run_id, case_id, served_model, body.model, exc, started)
+            usage = getattr(response, "usage", None)
+            store.record(
+                run_id, case_id, served_model,
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                cost_usd=cost_usd(response, served_model),
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                requested_model=body.model,
+            )
+            content = jsonable_encoder(response.model_dump() if hasattr(response, "model_dump") else dict(response))
+            if body.encoding_format == "base64":
+                for item in content.get("data") or []:
+                    if isinstance(item.get("embedding"), list):
+                        item["embedding"] = _base64_floats(item["embedding"])
+            return JSONResponse(content=content)
+        finally:
+            inflight.leave(run_id, case_id)
 
     return app
 
