@@ -654,9 +654,10 @@ def _classify(rows: list[_Row], classifier: Classifier | None, spools: dict[int,
             if progress is not None:
                 progress("classify", i + 1, len(unexplained))
         if row.method == "none":
+            # keep what `finalize` wrote: NO_RULE, with a rule's hint (e.g. an unknown tool error) and its spans
             row.category, row.confidence = Category.unclassified.value, 0.0
-            row.rationale = f"{NO_RULE}; {reason}"
-            row.evidence, row.rule = (), None
+            row.rationale = f"{row.rationale or NO_RULE}; {reason}"
+            row.rule = None
     return errors
 
 
