@@ -52,7 +52,8 @@ def requested_format_missing(f: TraceFacts, ctx: TriageContext) -> RuleMatch | N
             continue
         return RuleMatch(category=Category.prompt, confidence=0.65,
                          rationale=f"the request asks for {name} ({quote(m.group(0), 40)}) and the answer "
-                         f"({quote(f.output, 60)}) has none", evidence=ev)
+                         f"(llm span {f.llm_span_ids[0] if f.llm_span_ids else '?'}) {quote(f.output, 60)} has none",
+                         evidence=ev)
     return None
 
 
