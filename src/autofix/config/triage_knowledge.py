@@ -214,6 +214,10 @@ INFRASTRUCTURE_ERRORS = [
     r"\b(connection (refused|reset|error|aborted)|network (error|unreachable)|unreachable|dns)\b",
     r"\b(rate limit|too many requests|429|throttl\w+|overloaded|capacity)\b",
     r"\b(unavailable|down for maintenance|out of memory|oom|crash\w*|segfault)\b",
+    # exception class names, as Python tools and SDKs record them (TimeoutError, ConnectionResetError,
+    # httpx.ReadTimeout, RateLimitError, APIConnectionError, ServiceUnavailableError)
+    r"\b\w*(Timeout|Connection(Reset|Refused|Aborted)?|RateLimit|ServiceUnavailable)(Error|Exception)\b",
+    r"\b\w*(Read|Connect|Pool|Write)Timeout\b",
 ]
 CONTEXT_ERRORS = [
     r"\bcontext (length|window)\b|\bmaximum context\b|\btoo many tokens\b|\btoken limit\b|\bprompt is too long\b",
