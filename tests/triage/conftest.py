@@ -159,3 +159,69 @@ def tb() -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(build=build, doc=doc, trace=trace, background=background, T0=T0, LIST_SCHEMA=LIST_SCHEMA)
+
+
+# ----------------------------------------------------------------------------- agent-shaped traces
+# Unlike the helpdesk's: chat messages in and out, many llm and tool steps, OTel-style hex span ids,
+# no chain or router span unless given, no task_type, versions by code release.
+
+
+def span_id(tid: str, i: int) -> str:
+    """The span id of step `i` of agent trace `tid` (16 hex digits, as OTel exporters write them)."""
+    import hashlib
+
+    return hashlib.sha1(f"{tid}/{i}".encode()).hexdigest()[:16]
+
+
+def llm_step(output: Any = "", *, messages: list[dict[str, Any]] | None = None, error: str | None = None,
+             name: str = "openai.chat") -> dict[str, Any]:
+    return {"kind": "llm", "name": name, "input": messages or [{"role": "system", "content": "You are an airline agent."}],
+            "output": output, "error": error}
+
+
+def tool_step(name: str, args: Any, output: Any = None, error: str | None = None, **attributes: Any) -> dict[str, Any]:
+    return {"kind": "tool", "name": name, "input": args, "output": output, "error": error, "attributes": attributes}
+
+
+def search_step(name: str, query: str, docs: list[dict[str, Any]], **attributes: Any) -> dict[str, Any]:
+    return {"kind": "retrieval", "name": name, "input": {"query": query}, "output": docs, "attributes": attributes}
+
+
+def router_step(output: Any, name: str = "planner") -> dict[str, Any]:
+    return {"kind": "router", "name": name, "input": None, "output": output}
+
+
+def agent_build(
+    tid: str,
+    request: str,
+    steps: list[dict[str, Any]],
+    *,
+    answer: str = "Done.",
+    feedback: list[dict[str, Any]] | None = None,
+    scores: list[dict[str, Any]] | None = None,
+    versions: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    at: datetime | None = None,
+    session: str | None = None,
+) -> dict[str, Any]:
+    """A native trace of a tool-calling agent: `steps` (llm_step, tool_step, search_step, router_step) in order,
+    each 100 ms long, span ids from `span_id`."""
+    spans = []
+    for i, st in enumerate(steps):
+        spans.append({"span_id": span_id(tid, i), "parent_id": None, "start_ms": 100 * i, "end_ms": 100 * i + 90,
+                      "attributes": {}, "error": None, **st})
+    return {
+        "trace_id": tid, "session_id": session or f"conv-{tid}", "timestamp": (at or T0).isoformat(),
+        "input": [{"role": "system", "content": "You are an airline agent."}, {"role": "user", "content": request}],
+        "output": {"role": "assistant", "content": answer}, "spans": spans, "feedback": feedback or [],
+        "scores": scores or [], "versions": versions or {"model": "gpt-4o", "code": "v1"}, "metadata": metadata or {},
+    }
+
+
+@pytest.fixture
+def ab() -> Any:
+    """The agent-trace builders: ab.build, ab.llm, ab.tool, ab.search, ab.router, ab.span_id, ab.trace, ab.T0."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(build=agent_build, llm=llm_step, tool=tool_step, search=search_step, router=router_step,
+                           span_id=span_id, trace=trace, T0=T0)
