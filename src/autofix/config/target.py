@@ -443,7 +443,7 @@ class TriageConfig(_Strict):
     tool_errors: ToolErrorWording = Field(
         default_factory=ToolErrorWording, description="How the target's tools word their errors."
     )
-    rules: RuleSettings = Field(default_factory=RuleSettings, description="Which triage rules run.")
+    rules: RuleSettings = Field(default_factory=RuleSettings, description="Rules to turn off for this target.")
     scores: dict[str, ScoreScale] = Field(
         default_factory=dict,
         description="Scale per score name found on the traces: {<name>: {range: [low, high], pass: <mark>, "

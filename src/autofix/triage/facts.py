@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from autofix.traces.schema import Span, Trace
+from autofix.traces.schema import Span, Trace, tool_args_schema
 from autofix.triage._text import content_terms, numbers, one_line, text_of
 from autofix.triage.detection import SignalTuple
 from autofix.triage.knowledge import DEFAULT_KNOWLEDGE, TargetKnowledge
@@ -27,7 +27,6 @@ __all__ = [
     "ToolFact",
     "TraceFacts",
     "extract_facts",
-    "schema_of",
     "schema_problem",
 ]
 
@@ -153,23 +152,6 @@ def _router_fact(span: Span) -> RouterFact:
     if tool and action is None:
         action = "tool"
     return RouterFact(span.span_id or "", span.name, action, raw, one_line(reason)[:200])
-
-
-_SCHEMA_KEYS = ("json_schema", "schema", "parameters", "tool.json_schema", "tool.parameters")
-
-
-def schema_of(span: Span) -> Any:
-    """The JSON schema a tool span declares for its arguments, under any of the usual attribute names."""
-    for key in _SCHEMA_KEYS:
-        v = span.attributes.get(key)
-        if isinstance(v, str) and v.lstrip().startswith("{"):
-            try:
-                v = json.loads(v)
-            except ValueError:
-                continue
-        if isinstance(v, dict) and v:
-            return v
-    return None
 
 
 @lru_cache(maxsize=512)
@@ -318,7 +300,7 @@ def extract_facts(trace: Trace, signals: Iterable[SignalTuple] = (), thumb_up: b
             top_k = top_k if isinstance(top_k, int) and not isinstance(top_k, bool) else None
             retrievals.append(RetrievalFact(sid, span.name, tuple(docs), top_k, span.error))
         elif span.kind == "tool":
-            schema = schema_of(span)
+            schema = tool_args_schema(span.attributes)
             problem = schema_problem(span.input, schema) if schema is not None else None
             args = _compact(span.input)
             small = span.input if len(args) < 200 else None
