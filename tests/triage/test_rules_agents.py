@@ -280,6 +280,14 @@ def test_missing_capability_in_an_agent_that_has_other_tools(ab) -> None:
     assert d2 is None or d2.category != Category.missing_capability
 
 
+def test_a_lookup_on_the_way_does_not_hide_a_missing_capability(ab) -> None:
+    decline = "I'm sorry, I cannot do that; please contact the airport's special assistance desk."
+    steps = [ab.tool("get_user_details", {"user_id": "mia_li_3668"}, {"membership": "gold"}), ab.llm(decline)]
+    t = ab.build("air-m3", "Please order a wheelchair at the gate for my mother", steps, answer=decline, feedback=THUMB)
+    d = agent_run(ab, t)
+    assert (d.category, d.rule) == (Category.missing_capability, "missing_capability"), d.rationale
+
+
 # ----------------------------------------------------------------------------- the target's vocabulary and rules
 
 

@@ -91,7 +91,7 @@ DELEGATION = [
     r"\b(i need|i want|i'?d like) you to\b",
     r"\bgo ahead and\b",
     # an imperative whose object is the user: "<verb> me ...", "<verb> my ..."
-    r"^\W*(?!(?:tell|show|help|let|explain|remind|teach|give me (?:info|details|an? (?:idea|overview)))\b)[a-z]+ (me|my|us|our)\b",
+    r"^\W*(?!(?:tell|show|help|let|explain|remind|teach|give me (?:the |some |an? )?(?:info|information|details|idea|overview|steps|instructions|list|summary|example|link)s?)\b)[a-z]+ (me|my|us|our)\b",
 ]
 INFORMATION_REQUEST = [
     r"^\W*(how|what|whats|what's|when|where|which|who|why|is|are|do|does|did|should|may|am)\b",

@@ -24,12 +24,12 @@ def is_action_request(f: TraceFacts, ctx: TriageContext) -> bool:
 @rule("missing_capability", order=300)
 def missing_capability(f: TraceFacts, ctx: TriageContext) -> RuleMatch | None:
     """The user asks the assistant to act and none of its tools does that; it explains or declines instead."""
-    if not is_action_request(f, ctx) or any(t.error is None for t in f.tools):
+    if not is_action_request(f, ctx):
         return None
     wanted = f.input_terms - {"me", "my", "us", "our"}
-    served = wanted & ctx.tool_terms
-    if served:
+    if wanted & ctx.tool_terms:
         return None  # the assistant has a tool for this: a routing problem, not a missing capability
+    # (a successful lookup on the way, e.g. fetching the user's record, is no tool doing what was asked)
     declined = bool(ctx.knowledge.declines.search(f.output))
     ev = [x for x in ([f.router.span_id] if f.router else []) + list(f.llm_span_ids[:1])
           + [r.span_id for r in f.retrievals[:1]] if x]
