@@ -26,7 +26,7 @@ class _EchoModel(BaseHTTPRequestHandler):
             return
         system = body["messages"][0]["content"]
         text = system.split("Policy excerpts:", 1)[-1].strip()[:200] or "Hello!"
-        self._send(200, {"choices": [{"message": {"role": "assistant", "content": text}}],
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                          "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
 
     def _send(self, status, payload):

@@ -38,3 +38,27 @@ def test_broken_lines_and_model_errors_become_failed_rows(tmp_path, echo_model, 
     assert results[0]["error"].startswith("JSONDecodeError")
     assert "401" in results[1]["error"] and results[1]["output"] is None
     assert results[2]["error"] is None and "more detail" in results[2]["output"]
+
+
+def test_earlier_messages_go_to_the_model_before_the_question(tmp_path, echo_model):
+    earlier = [{"role": "user", "content": "How do I submit an expense claim?"},
+               {"role": "assistant", "content": "Use Expensa."}]
+    first, later = run(tmp_path, [{"case_id": "one", "input": "How do I submit an expense claim?"},
+                                  {"case_id": "two", "input": "and who approves it?", "messages": earlier}])
+    assert first["error"] is None and later["error"] is None
+    [llm_first] = [s for s in first["spans"] if s["kind"] == "llm"]
+    [llm_later] = [s for s in later["spans"] if s["kind"] == "llm"]
+    assert [m["role"] for m in llm_first["input"]] == ["system", "user"]
+    assert llm_later["input"][1:] == [*earlier, {"role": "user", "content": "and who approves it?"}]
+    assert echo_model[1]["body"]["messages"][1:3] == earlier  # what the model really got
+    assert llm_later["attributes"]["max_tokens"] == echo_model[1]["body"]["max_tokens"]
+    assert llm_later["attributes"]["finish_reason"] == "stop"  # "length" when the answer was cut
+
+
+def test_malformed_messages_fail_their_case_only(tmp_path, echo_model):
+    results = run(tmp_path, [{"case_id": "bad", "input": "hi", "messages": [{"role": "robot", "content": "x"}]},
+                             {"case_id": "bad2", "input": "hi", "messages": "hello"},
+                             {"case_id": "ok", "input": "hi", "messages": []}])
+    assert results[0]["error"].startswith("ValueError: messages[0]") and results[0]["output"] is None
+    assert results[1]["error"].startswith("ValueError: messages must be a list")
+    assert results[2]["error"] is None

@@ -20,6 +20,11 @@ from helpdesk.tools.tickets import SCHEMAS, TicketSystem, ToolError
 
 # Title words that name no topic of their own.
 GENERIC_TITLE_WORDS = frozenset("policy guide faq how using new".split())
+# Room for a whole answer: the embedded model's answers that end on their own take up to about 140 tokens;
+# one that loops is cut here, and its llm span says so (`finish_reason: length`).
+ANSWER_MAX_TOKENS = 256
+# Earlier messages of the conversation sent with a new question (the last two turns).
+HISTORY_MESSAGES = 4
 
 
 @dataclass
@@ -40,8 +45,12 @@ class Assistant:
         self.tickets = TicketSystem(self.root / "data" / "tickets_seed.json")
         self.model = model or ModelEndpoint.from_env()
 
-    def answer(self, question: str, metadata: dict[str, Any] | None = None, case_id: str | None = None) -> Reply:
+    def answer(self, question: str, metadata: dict[str, Any] | None = None, case_id: str | None = None,
+               history: list[dict[str, str]] | None = None) -> Reply:
+        """Answer `question`; `history` holds the earlier messages of the conversation ({"role", "content"},
+        oldest first), of which the last few are sent to the model with the question."""
         metadata = metadata or {}
+        earlier = [{"role": m["role"], "content": m["content"]} for m in (history or [])][-HISTORY_MESSAGES:]
         today = date.fromisoformat(metadata["now"][:10]) if metadata.get("now") else date.today()
         recorder = SpanRecorder()
         with recorder.span("chain", "helpdesk.answer", input=question) as chain:
@@ -50,7 +59,7 @@ class Assistant:
                 router_span["output"] = {"action": decision.action, "tool": decision.tool, "reason": decision.reason}
                 router_span["attributes"]["matched"] = decision.matched
             if decision.action == "search":
-                output = self._search_and_answer(question, recorder, case_id)
+                output = self._search_and_answer(question, earlier, recorder, case_id)
             elif decision.action == "tool":
                 output = self._use_tool(decision, question, metadata, today, recorder)
             elif decision.action == "clarify":
@@ -58,13 +67,14 @@ class Assistant:
             else:
                 output = self._generate(
                     [{"role": "system", "content": self.prompts["direct"].format(today=today.isoformat())},
-                     {"role": "user", "content": question}],
+                     *earlier, {"role": "user", "content": question}],
                     recorder, case_id,
                 )
             chain["output"] = output
         return Reply(output=output, spans=recorder.spans)
 
-    def _search_and_answer(self, question: str, recorder: SpanRecorder, case_id: str | None) -> str:
+    def _search_and_answer(self, question: str, earlier: list[dict[str, str]], recorder: SpanRecorder,
+                           case_id: str | None) -> str:
         with recorder.span("retrieval", "bm25.search", input=question, top_k=self.retriever.config.top_k) as span:
             hits = self.retriever.search(question)
             span["output"] = [{"doc_id": h.doc_id, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
@@ -74,18 +84,22 @@ class Assistant:
         context = "\n\n".join(f"[{h.doc_id}] {h.text}" for h in hits)
         answer = self._generate(
             [{"role": "system", "content": self.prompts["system"].format(context=context)},
-             {"role": "user", "content": question}],
+             *earlier, {"role": "user", "content": question}],
             recorder, case_id,
         )
         sources = ", ".join(dict.fromkeys(h.doc_id for h in hits))
         return self.prompts["answer_format"].format(answer=answer, sources=sources)
 
     def _generate(self, messages: list[dict[str, str]], recorder: SpanRecorder, case_id: str | None) -> str:
-        with recorder.span("llm", "chat.completions", input=messages, model=self.model.model) as span:
-            payload = self.model.chat(messages, case_id=case_id)
-            text = (payload["choices"][0]["message"].get("content") or "").strip()
+        with recorder.span("llm", "chat.completions", input=messages, model=self.model.model,
+                           max_tokens=ANSWER_MAX_TOKENS) as span:
+            payload = self.model.chat(messages, case_id=case_id, max_tokens=ANSWER_MAX_TOKENS)
+            choice = payload["choices"][0]
+            text = (choice["message"].get("content") or "").strip()
             span["output"] = text
             span["attributes"]["usage"] = payload.get("usage", {})
+            # "length": the answer was cut at max_tokens, mid-sentence; "stop": the model ended it.
+            span["attributes"]["finish_reason"] = choice.get("finish_reason")
         return text
 
     def _use_tool(self, decision: Route, question: str, metadata: dict[str, Any], today: date, recorder: SpanRecorder) -> str:

@@ -31,7 +31,7 @@ class ModelEndpoint:
             model=os.environ.get("AUTOFIX_MODEL", "default"),
         )
 
-    def chat(self, messages: list[dict[str, str]], case_id: str | None = None, max_tokens: int = 100) -> dict:
+    def chat(self, messages: list[dict[str, str]], case_id: str | None = None, max_tokens: int = 256) -> dict:
         body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": max_tokens})
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"}
         if case_id:

@@ -1,8 +1,11 @@
 """Replay entry point of the autofix protocol: `python -m helpdesk.replay --cases CASES.jsonl --out RESULTS.jsonl`.
 
-Reads one case per line ({"case_id", "input", "expected"?, "metadata"?}) and writes one result per case
-({"case_id", "output", "spans", "error", "latency_ms"}), in input order, flushing as it goes.
+Reads one case per line ({"case_id", "input", "expected"?, "metadata"?, "messages"?}) and writes one result per
+case ({"case_id", "output", "spans", "error", "latency_ms"}), in input order, flushing as it goes.
 A case that fails is written with its error; a malformed line is reported as a failed case too.
+
+`messages`, optional, is the conversation before `input`: a list of {"role": "user"|"assistant", "content": str},
+oldest first. The assistant sends its last turns to the model with the new question, as it does in production.
 
 Cases are independent: each starts from the seeded ticket system, so a ticket created by one case is
 not seen by the next and a case's result does not depend on which cases share its batch (autofix
@@ -24,6 +27,19 @@ from helpdesk.assistant import Assistant
 from helpdesk.tools.tickets import TicketSystem
 
 
+def conversation(messages: Any) -> list[dict[str, str]]:
+    """A case's earlier `messages`, checked: None or a list of {"role": "user"|"assistant", "content": str}."""
+    if messages is None:
+        return []
+    if not isinstance(messages, list):
+        raise ValueError(f"messages must be a list of {{'role', 'content'}} objects, not {type(messages).__name__}")
+    for n, message in enumerate(messages):
+        if (not isinstance(message, dict) or message.get("role") not in ("user", "assistant")
+                or not isinstance(message.get("content"), str)):
+            raise ValueError(f"messages[{n}] must be {{'role': 'user'|'assistant', 'content': str}}, got {message!r:.200}")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
 def run_case(assistant: Assistant, line_no: int, line: str) -> dict[str, Any]:
     started = time.perf_counter()
     case_id = f"line-{line_no}"
@@ -32,7 +48,8 @@ def run_case(assistant: Assistant, line_no: int, line: str) -> dict[str, Any]:
         case_id = str(case["case_id"])
         assistant = copy.copy(assistant)  # this case's own ticket system, fresh from the seed
         assistant.tickets = TicketSystem(assistant.root / "data" / "tickets_seed.json")
-        reply = assistant.answer(str(case["input"]), case.get("metadata") or {}, case_id=case_id)
+        reply = assistant.answer(str(case["input"]), case.get("metadata") or {}, case_id=case_id,
+                                 history=conversation(case.get("messages")))
         output, spans, error = reply.output, reply.spans, None
     except Exception as exc:  # one broken case must not stop the others
         output, spans, error = None, [], f"{type(exc).__name__}: {exc}"
