@@ -166,6 +166,8 @@ def replay_at_ref(
     on_stage(f"ref {resolved.label} · tree {resolved.tree[:12]} · dataset {data.name} ({len(cases)} cases)")
 
     model, judges, replay_fp = config.model.name, judges_version(config), replay_fingerprint(config)
+    if config.model.aliases:  # an alias changes which model answers a case
+        model += " aliases=" + ",".join(f"{k}:{v}" for k, v in sorted(config.model.aliases.items()))
     parts_of: dict[str, dict[str, str]] = {}
     key_of: dict[str, str] = {}
     for case in cases:
@@ -232,7 +234,7 @@ def _replay_misses(
     on_progress: Callable[[int], None],
 ) -> tuple[list[CaseResult], str, bool]:
     """Check out the ref, then replay `cases` through the sandbox and the gateway."""
-    from autofix.models.gateway import GatewayServer  # litellm: imported only when something runs
+    from autofix.models.gateway import GatewayServer, app_options  # litellm: imported only when something runs
 
     if sandbox is None:
         kind = sandbox_kind or config.replay.sandbox
@@ -270,7 +272,7 @@ def _replay_misses(
             on_stage(f"model gateway: {config.model.name}")
             store = UsageStore(config.state_path / "gateway.sqlite3")
             try:
-                with GatewayServer(store, model=config.model.name, host=sandbox.gateway_bind_host(), port=0) as gw:
+                with GatewayServer(store, host=sandbox.gateway_bind_host(), port=0, **app_options(config.model)) as gw:
                     results = run(gw)
             finally:
                 store.close()
