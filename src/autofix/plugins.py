@@ -75,6 +75,9 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def entries(self, *, plugins: bool = True) -> list[RegistryEntry[T]]:
         """Every entry, built-ins and (unless `plugins` is false) installed plugins."""
         if plugins:

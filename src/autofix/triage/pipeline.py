@@ -828,7 +828,8 @@ def _reader_process(conn: Any, shard: _Shard, args: tuple[Any, ...], counters: A
         kind, ctx, latency, rephrased = conn.recv()
         if kind != "finalize":
             return
-        conn.send(("rows", stream.finalize(ctx, latency, rephrased)))
+        rows = stream.finalize(ctx, latency, rephrased)
+        conn.send(("rows", (rows, ctx.rule_errors)))  # a rule that failed here must reach the report
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         try:
             conn.send(("error", traceback.format_exc()))
@@ -900,7 +901,10 @@ def _read_parallel(
         ctx.prepare()
         for s, conn in zip(summaries, conns):
             conn.send(("finalize", ctx, latency, decisions[s.index]))
-        parts: list[list[_Row]] = _receive(conns, procs, "rows", None)
+        answers: list[tuple[list[_Row], dict[str, str]]] = _receive(conns, procs, "rows", None)
+        parts = [rows for rows, _ in answers]
+        for _, errors in answers:
+            ctx.rule_errors.update(errors)
         for proc in procs:
             proc.join(timeout=30)
         if quarantine_path is not None:  # the quarantine, in input order

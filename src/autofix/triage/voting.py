@@ -20,7 +20,7 @@ from autofix.triage.context import TriageContext
 from autofix.triage.detection import SignalTuple
 from autofix.triage.facts import TraceFacts, extract_facts
 from autofix.triage.records import Category, Cause, Diagnosis
-from autofix.triage.rules import RuleMatch, TriageRule, ordered_rules
+from autofix.triage.rules import RuleMatch, TriageRule, ordered_rules, rule_registry
 
 __all__ = ["Verdict", "decide", "diagnose", "diagnose_facts", "rule_refs"]
 
@@ -38,8 +38,14 @@ class Verdict:
 
 
 @lru_cache(maxsize=8)
-def _rules(disabled: frozenset[str]) -> tuple[RegistryEntry[TriageRule], ...]:
+def _ordered(disabled: frozenset[str], registered: int) -> tuple[RegistryEntry[TriageRule], ...]:
     return tuple(ordered_rules(disabled))
+
+
+def _rules(disabled: frozenset[str]) -> tuple[RegistryEntry[TriageRule], ...]:
+    """The rules that run, in order; recomputed when a rule is registered (the count is part of the key)."""
+    rule_registry.load_plugins()
+    return _ordered(disabled, len(rule_registry))
 
 
 def rule_refs(disabled: frozenset[str] = frozenset()) -> list[str]:
