@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from .schema import SPAN_KINDS
+from .schema import SPAN_KINDS, as_dict
 
 ROUTER_NAME = re.compile(r"rout(e|er|ing)\b|rout(e|er|ing)[_\-.]|classif(y|ier)_?intent|intent_?router", re.I)
 RETRIEVAL_NAME = re.compile(
@@ -71,19 +71,6 @@ def maybe_json(value: Any, *, mime: Any = None, eager: bool = False) -> Any:
         except ValueError:
             return value
     return value
-
-
-def as_dict(value: Any) -> dict[str, Any] | None:
-    """A dict from a dict or a JSON-object string; None otherwise."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value.lstrip()[:1] == "{":
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
-    return None
 
 
 def opt_str(value: Any) -> str | None:

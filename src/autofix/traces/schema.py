@@ -296,7 +296,8 @@ TOOL_SCHEMA_ATTRIBUTES: tuple[str, ...] = ("json_schema", "schema", "parameters"
 _SCHEMA_WORDS = frozenset({"$schema", "type", "properties", "required", "items", "anyOf", "oneOf", "allOf", "$ref"})
 
 
-def _as_object(value: Any) -> dict[str, Any] | None:
+def as_dict(value: Any) -> dict[str, Any] | None:
+    """A dict from a dict or a JSON-object string; None otherwise."""
     if isinstance(value, dict):
         return value
     if isinstance(value, str) and value.lstrip()[:1] == "{":
@@ -322,9 +323,9 @@ def _unwrap_tool_definition(obj: dict[str, Any]) -> dict[str, Any] | None:
         obj = fn
     for key in ("input_schema", "inputSchema"):
         if key in obj:
-            return _as_object(obj[key])
+            return as_dict(obj[key])
     if "parameters" in obj and (wrapped or "name" in obj or "description" in obj):
-        return _as_object(obj["parameters"])
+        return as_dict(obj["parameters"])
     if wrapped or obj.get("type") == "function" or ("name" in obj and not _SCHEMA_WORDS & obj.keys()):
         return None  # a tool definition that declares no argument schema
     return obj
@@ -343,7 +344,7 @@ def tool_args_schema(attributes: Any) -> dict[str, Any] | None:
     if not isinstance(attributes, dict):
         return None
     for key in TOOL_SCHEMA_ATTRIBUTES:
-        obj = _as_object(attributes.get(key))
+        obj = as_dict(attributes.get(key))
         if obj is None:
             continue
         schema = _unwrap_tool_definition(obj)
