@@ -117,7 +117,7 @@ def defect_ranks(report: TriageReport, gold_path: Path, top: int) -> None:
     print(f"\n{'defect':<24}{'category':<20}{'traces':>7}{'failed':>8}{'detected':>10}{'right':>7}   best cluster of the category")
     worst = 0
     for defect, category in DEFECT_CATEGORY.items():
-        tids = [t for t, g in gold.items() if g.get("defect") == defect]
+        tids = [t for t, g in gold.items() if defect in (g.get("defects") or [g.get("defect")])]
         failed = [t for t in tids if not gold[t].get("correct", False)]
         detected = [t for t in tids if t in diag]
         right = [t for t in detected if diag[t][0].category.value == category]
