@@ -25,6 +25,8 @@ __all__ = ["TriageContext"]
 
 UNKNOWN_TASK = "unknown"
 SCORE_SAMPLE = 5000
+MAX_POSTINGS = 500  # chunks a word may sit in and still point to where the missing knowledge is
+MAX_WORDS = 8
 
 
 class TriageContext:
@@ -224,9 +226,11 @@ class TriageContext:
         """The chunk seen in the run (not in `exclude`, chunk keys or doc ids) that holds most of `words`
         (domain words only, at least two): (chunk key, doc id, the words it holds), or None."""
         index = self._index_chunks()
+        # the rarest words say most and cost least: a word in many chunks is skipped (bounded work per failure)
+        postings = sorted((len(index[w]), w) for w in words if w in index and len(index[w]) <= MAX_POSTINGS)
         hits: Counter[str] = Counter()
-        for w in words:
-            for key in index.get(w, ()):
+        for _, w in postings[:MAX_WORDS]:
+            for key in index[w]:
                 hits[key] += 1
         for key, n in hits.most_common(20):
             if n < 2:
