@@ -80,7 +80,7 @@ def test_score_cases_runs_checks_only_unless_asked_and_keeps_its_shape(scripted,
 def test_every_judge_has_a_version_and_a_rubric_change_changes_the_set_version(tmp_path):
     config = make_config(tmp_path)
     versions = judge_versions(config)
-    assert versions["answer_correct"] == "contains_expected@1"
+    assert versions["answer_correct"] == "contains_expected@2"  # v2: expected.must_not_include
     assert versions["helpfulness"].startswith("rubric-1-") and versions["no_harm"].startswith("rubric-1-")
     judges = [j.model_dump(exclude_unset=True) for j in config.judges]
     judges[1]["anchors"] = {1: "a", 5: "b"}
