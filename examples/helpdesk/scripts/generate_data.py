@@ -47,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from helpdesk.corpus import load_corpus  # noqa: E402
 from helpdesk.tools.dates import parse_since  # noqa: E402  (the correct reading of user dates, for gold answers)
 
 USERS = ["alice.meyer", "bob.kowalski", "carol.diaz", "dan.reed", "erin.smith", "farid.aziz", "grace.lee", "hugo.blanc",
@@ -243,10 +244,14 @@ def names_a_source(q: dict[str, Any], output: str) -> bool:
     return any(doc_id in output for doc_id in q["doc_ids"]) or bool(re.search(r"\bsources?:", output, re.I))
 
 
+SUPERSEDED = frozenset(d.doc_id for d in load_corpus(ROOT / "corpus") if d.status == "superseded")
+
+
 def defects_of(q: dict[str, Any], result: dict[str, Any]) -> list[str]:
     """The planted defects (DEFECTS.md) this trace exercises, read from the question and what the assistant did."""
     router = router_of(result)
     spans = result.get("spans") or []
+    retrieved = {hit["doc_id"] for s in spans if s["kind"] == "retrieval" for hit in s.get("output") or []}
     found = set()
     if router.get("reason", "").startswith("time-relative") and q["task_type"] != "smalltalk":
         found.add("routing_time_relative")  # a knowledge question answered from the clock
@@ -256,8 +261,10 @@ def defects_of(q: dict[str, Any], result: dict[str, Any]) -> list[str]:
         found.add("tool_date_format")
     if q["task_type"] == "missing_capability":
         found.add("missing_capability")
-    if router.get("action") == "search" and q.get("defect") in ("data_freshness", "retrieval_split"):
-        found.add(q["defect"])
+    if retrieved & SUPERSEDED:
+        found.add("data_freshness")  # a superseded policy version reached the model
+    if router.get("action") == "search" and q.get("defect") == "retrieval_split":
+        found.add("retrieval_split")
     if router.get("action") == "search" and any(s["kind"] == "llm" for s in spans):
         found.add("prompt_no_sources")  # every answer from the policies, none of which names its source
     return [d for d in DEFECT_ORDER if d in found]
