@@ -368,3 +368,27 @@ def test_an_older_version_by_title_and_date_in_the_items_metadata_is_stale(ab) -
     assert d is None or d.category != Category.data_freshness
     d = agent_run(ab, t, _retail_bg(ab, [new]), knowledge=k)
     assert (d.category, d.rule) == (Category.data_freshness, "stale_document")
+
+
+def test_an_answer_cut_at_the_token_limit_is_a_model_limitation(ab) -> None:
+    loop = "Please contact the desk. " * 30
+    cut = {**ab.llm(loop), "attributes": {"gen_ai.response.finish_reasons": ["length"], "gen_ai.usage.output_tokens": 512}}
+    t = ab.build("air-cut", "What is the checked bag allowance on basic economy?", [cut], answer=loop, feedback=THUMB)
+    d = agent_run(ab, t)
+    sid = ab.span_id("air-cut", 0)
+    assert (d.category, d.rule, d.evidence) == (Category.model_limitation, "answer_cut_off", [sid]), d.rationale
+    assert "after 512 tokens" in d.rationale and "repeating itself" in d.rationale
+    # an answer that ended on its own is no cut-off
+    done = {**ab.llm("Two bags."), "attributes": {"gen_ai.response.finish_reasons": ["stop"]}}
+    t2 = ab.build("air-ok", "What is the checked bag allowance on basic economy?", [done], answer="Two bags.", feedback=THUMB)
+    d2 = agent_run(ab, t2)
+    assert d2 is None or d2.rule != "answer_cut_off"
+
+
+def test_a_missing_capability_outranks_the_rambling_that_followed(ab) -> None:
+    loop = "I am here to help with your trip. " * 20
+    cut = {**ab.llm(loop), "attributes": {"finish_reason": "length"}}
+    t = ab.build("air-cap", "Please order a wheelchair at the gate for my mother", [cut], answer=loop, feedback=THUMB)
+    d = agent_run(ab, t)
+    assert d.category == Category.missing_capability, d.rationale
+    assert [a.rule for a in d.alternatives] == ["answer_cut_off"]

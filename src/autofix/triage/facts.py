@@ -107,6 +107,7 @@ class TraceFacts:
     thumb_up: bool = False
     input_terms: frozenset[str] = frozenset()
     unretrieved_terms: frozenset[str] = frozenset()  # the request's content words the retrieved text lacks
+    cut_off: tuple[str, int | None] | None = None  # (llm span id, its completion tokens) of an answer cut at the limit
     versions: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -121,6 +122,31 @@ class TraceFacts:
     def steps(self) -> int:
         """How many model calls and tool calls the trace made (an agent makes many)."""
         return len(self.llm_span_ids) + len(self.tools)
+
+
+_FINISH_KEYS = ("finish_reason", "gen_ai.response.finish_reasons", "llm.finish_reason", "stop_reason")
+_CUT_OFF = frozenset({"length", "max_tokens", "max_output_tokens"})
+
+
+def _finish_reason(span: Span) -> str | None:
+    """Why the model stopped, from the span's attributes or an OpenAI-shaped output (lower-case)."""
+    for key in _FINISH_KEYS:
+        v = span.attributes.get(key)
+        if isinstance(v, list) and v:
+            v = v[-1]
+        if isinstance(v, str):
+            return v.lower()
+    out = span.output
+    if isinstance(out, dict) and isinstance(out.get("choices"), list) and out["choices"]:
+        v = out["choices"][0].get("finish_reason") if isinstance(out["choices"][0], dict) else None
+        return v.lower() if isinstance(v, str) else None
+    return None
+
+
+def _completion_tokens(span: Span) -> int | None:
+    usage = span.attributes.get("usage")
+    v = usage.get("completion_tokens") if isinstance(usage, dict) else span.attributes.get("gen_ai.usage.output_tokens")
+    return v if isinstance(v, int) else None
 
 
 _ACTION_WORDS = {
@@ -276,6 +302,7 @@ def extract_facts(trace: Trace, signals: Iterable[SignalTuple] = (), thumb_up: b
     retrieved_nums: set[str] = set()
     retrieved_chars = 0
     last_llm_output = None
+    cut_off = None
     spans = trace.spans
     # the last successful call of each (kind, name): an earlier error of it was recovered from
     last_ok: dict[tuple[str, str], int] = {}
@@ -314,6 +341,8 @@ def extract_facts(trace: Trace, signals: Iterable[SignalTuple] = (), thumb_up: b
                     saw_history = True
             if isinstance(span.output, str):
                 last_llm_output = span.output
+            finish = _finish_reason(span)
+            cut_off = (sid, _completion_tokens(span)) if finish in _CUT_OFF else None  # the last model call counts
         elif span.kind == "chain" and chain_id is None:
             chain_id = sid
         if span.error and span.kind != "tool" and not recovered:
@@ -347,5 +376,6 @@ def extract_facts(trace: Trace, signals: Iterable[SignalTuple] = (), thumb_up: b
         thumb_up=thumb_up or any(f.kind == "thumb_up" for f in trace.feedback),
         input_terms=q,
         unretrieved_terms=q - retrieved_terms if retrieved_chars else frozenset(),
+        cut_off=cut_off,
         versions=tuple((k, str(v)) for k, v in sorted(trace.versions.items()) if v is not None),
     )

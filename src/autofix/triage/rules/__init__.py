@@ -4,7 +4,7 @@ Families: `evaluation` (scorers), `errors` (arguments, business rules, context w
 infrastructure, version regressions), `planning` (search skipped, needless clarification, missing
 capability), `agent` (actions against the expected ones), `conversation` (memory), `retrieval`
 (nothing, the wrong thing, knowledge not retrieved), `freshness` (stale documents), `answer`
-(requested format, sources ignored). `autofix triage rules` lists them with their versions.
+(requested format, sources ignored, cut off at the token limit). `autofix triage rules` lists them with their versions.
 """
 
 from autofix.triage.rules.base import RuleMatch, TriageRule, ordered_rules, quote, rule, rule_registry

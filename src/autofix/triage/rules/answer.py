@@ -1,12 +1,13 @@
 """Rules on the answer itself: it lacks what the user asked for (a source, a list, JSON, a table), the
-more surely when the answers of its whole prompt version lack it; or it contradicts the sources it
-was given (the model did not follow them)."""
+more surely when the answers of its whole prompt version lack it; it contradicts the sources it was
+given (the model did not follow them); or the model stopped at its token limit (finish reason
+``length``, read from ``finish_reason``, OTel's ``gen_ai.response.finish_reasons`` or the response)."""
 
 from __future__ import annotations
 
 import re
 
-from autofix.triage._text import numbers
+from autofix.triage._text import numbers, words
 from autofix.triage.context import TriageContext
 from autofix.triage.facts import TraceFacts
 from autofix.triage.records import Category
@@ -78,3 +79,29 @@ def answer_ignores_sources(f: TraceFacts, ctx: TriageContext) -> RuleMatch | Non
                          f"words, yet the answer (llm span {llm}) says it found nothing ({quote(m.group(0), 40)}): the model "
                          "did not use its sources", evidence=ev)
     return None
+
+
+def repetition(text: str) -> float:
+    """Share of the text's word trigrams that repeat an earlier one (0: none; near 1: a loop)."""
+    w = words(text)
+    grams = [tuple(w[i:i + 3]) for i in range(len(w) - 2)]
+    return 1 - len(set(grams)) / len(grams) if len(grams) >= 10 else 0.0
+
+
+@rule("answer_cut_off", order=620)
+def answer_cut_off(f: TraceFacts, ctx: TriageContext) -> RuleMatch | None:
+    """The model's answer stopped at its token limit (finish reason ``length``): unfinished, the more surely a
+    model limitation when it was going round in circles."""
+    if f.cut_off is None:
+        return None
+    sid, tokens = f.cut_off
+    loop = repetition(f.output)
+    at = f" after {tokens} tokens" if tokens else ""
+    if loop >= 0.3:
+        return RuleMatch(category=Category.model_limitation, confidence=0.5,
+                         rationale=f"llm span {sid} stopped at its token limit{at} (finish reason 'length') while repeating "
+                         f"itself ({loop:.0%} of its word triples recur): the model does not stop on its own",
+                         evidence=[sid])
+    return RuleMatch(category=Category.model_limitation, confidence=0.35,
+                     rationale=f"llm span {sid} stopped at its token limit{at} (finish reason 'length'): the answer is "
+                     "unfinished; raise the limit if answers need the room", evidence=[sid])
