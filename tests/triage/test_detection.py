@@ -208,3 +208,13 @@ def test_priority_weights_come_from_the_settings(tb) -> None:
     escalated = dict(feedback=[{"kind": "escalation"}])
     assert _prio(tb, explicit_heavy, **thumb) > _prio(tb, explicit_heavy, **escalated)
     assert _prio(tb, behaviour_heavy, **thumb) < _prio(tb, behaviour_heavy, **escalated)
+
+
+def test_a_slow_trace_with_no_other_signal_is_diagnosed_by_its_slowness_alone(tb) -> None:
+    traces = [tb.build(f"t{i}", latency_ms=800 + (i % 7) * 20) for i in range(60)]
+    # an action request the assistant declined: other rules would see a missing capability in its full spans,
+    # but its only failure signal is slowness, and a slow trace keeps only what the latency rule reads
+    traces.append(tb.build("slow", "Reset my password for me.", latency_ms=9000, answer="I can't; use MyAccess yourself."))
+    report = triage_traces([tb.trace(t) for t in traces], S)
+    d = report.diagnosis_of("slow")
+    assert (d.category.value, d.rule, d.alternatives) == ("infrastructure", "latency_only", [])

@@ -234,6 +234,7 @@ class _Row:
     rule: str | None = None
     alternatives: tuple[Cause, ...] = ()
     low_scores: tuple[str, ...] = ()  # the names of its failing scores, in the order of its low_score signals
+    light: bool = False  # a latency candidate: its facts hold only what the latency rule reads
     signature: str = ""
     cluster: str | None = None
 
@@ -387,7 +388,7 @@ class _Stream:
             trace_id=trace.trace_id, session_id=trace.session_id, timestamp=trace.timestamp,
             task_type=facts.task_type, input=facts.input, output=facts.output, signals=det.signals,
             passing=tuple(det.passing_scores), thumb_up=det.thumb_up, latency=latency, facts=facts,
-            low_scores=tuple(det.failed_scores),
+            low_scores=tuple(det.failed_scores), light=light,
         )
         if spool and self.spool is not None:
             row.spool = self.spool.put(trace)
@@ -550,7 +551,7 @@ class _Stream:
             facts = row.facts
             assert facts is not None
             facts.signals = tuple(row.signals)
-            verdict = diagnose_facts(facts, ctx)
+            verdict = diagnose_facts(facts, ctx, only=LATENCY_RULES if row.light else None)
             if verdict is not None and verdict.category != Category.unclassified:
                 row.category, row.confidence, row.rationale = verdict.category.value, verdict.confidence, verdict.rationale
                 row.evidence, row.method, row.rule = tuple(verdict.evidence), "rule", verdict.rule
@@ -626,6 +627,7 @@ def _signature(rule: str | None, method: str, facts: TraceFacts | None) -> str:
 
 
 NO_RULE = "no deterministic rule matched the trace's spans"
+LATENCY_RULES = frozenset({"latency_only"})  # all a slow trace with no other signal is diagnosed by
 
 
 def _classify(rows: list[_Row], classifier: Classifier | None, spools: dict[int, _Spool], progress: Progress | None) -> int:

@@ -82,10 +82,12 @@ def decide(matches: Iterable[tuple[RegistryEntry[TriageRule], RuleMatch]]) -> Ve
     return Verdict(cat, conf, best.rationale, evidence, name, alternatives)
 
 
-def diagnose_facts(facts: TraceFacts, ctx: TriageContext) -> Verdict | None:
-    """Run every enabled rule on one failure and decide; None when no rule found anything."""
+def diagnose_facts(facts: TraceFacts, ctx: TriageContext, only: frozenset[str] | None = None) -> Verdict | None:
+    """Run every enabled rule (or those named in `only`) on one failure and decide; None when none found anything."""
     matches = []
     for entry in _rules(ctx.knowledge.disabled_rules):
+        if only is not None and entry.name not in only:
+            continue
         try:
             m = entry.obj(facts, ctx)
         except Exception as exc:  # a broken (plugin) rule must not stop the run
