@@ -54,7 +54,9 @@ class TriageContext:
         self.rule_errors: dict[str, str] = {}  # rule name -> its last exception (a rule must not stop a run)
         self.traces = 0
         self._chunks: set[str] = set()
-        self.chunk_terms: dict[str, tuple[str, frozenset[str]]] = {}  # chunk key -> (doc id, its content words)
+        # chunk key -> (doc id, its domain-candidate words): tuples, small to send between processes
+        self.chunk_terms: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self.chunk_doc: dict[str, str] = {}  # chunk key -> doc id, kept by `prepare` (chunk_terms is dropped)
         self._term_index: dict[str, list[str]] | None = None
         self._df: Counter[str] = Counter()
         self._domain: frozenset[str] | None = None
@@ -93,7 +95,7 @@ class TriageContext:
                             self._chunks.add(key)
                             terms = CHUNKS.get(did, d.text)[0]
                             self._df.update(terms)
-                            self.chunk_terms[key] = (did, terms)
+                            self.chunk_terms[key] = (did, tuple(terms))
                             self._domain = None
             elif kind == "tool":
                 self.tool_names[span.name] += 1
@@ -166,10 +168,12 @@ class TriageContext:
         _ = self.domain_terms, self.tool_terms, self.broken_scores
         self._group_versions()
         self._index_chunks()
+        self.chunk_doc = {key: doc for key, (doc, _) in self.chunk_terms.items()}
         for sample in self.top_scores.values():
             sample.sort()
         self._chunks = set()
         self._df = Counter()
+        self.chunk_terms = {}  # the index holds what the rules read of them
         return self
 
     # -- reading
@@ -212,33 +216,34 @@ class TriageContext:
         return None
 
     def _index_chunks(self) -> dict[str, list[str]]:
-        """Domain word -> the chunks holding it (chunk keys)."""
+        """Domain word -> the chunks holding it (chunk keys), for words in at most `MAX_POSTINGS` chunks."""
         if self._term_index is None:
             domain = self.domain_terms
             index: dict[str, list[str]] = {}
             for key, (_, terms) in self.chunk_terms.items():
-                for t in terms & domain:
-                    index.setdefault(t, []).append(key)
-            self._term_index = index
+                for t in terms:
+                    if t in domain:
+                        index.setdefault(t, []).append(key)
+            self._term_index = {t: keys for t, keys in index.items() if len(keys) <= MAX_POSTINGS}
         return self._term_index
 
     def chunk_holding(self, words: frozenset[str], exclude: set[str]) -> tuple[str, str, frozenset[str]] | None:
         """The chunk seen in the run (not in `exclude`, chunk keys or doc ids) that holds most of `words`
         (domain words only, at least two): (chunk key, doc id, the words it holds), or None."""
         index = self._index_chunks()
-        # the rarest words say most and cost least: a word in many chunks is skipped (bounded work per failure)
-        postings = sorted((len(index[w]), w) for w in words if w in index and len(index[w]) <= MAX_POSTINGS)
-        hits: Counter[str] = Counter()
+        # the rarest words say most and cost least: a word in many chunks is not indexed (bounded work per failure)
+        postings = sorted((len(index[w]), w) for w in words if w in index)
+        held: dict[str, list[str]] = {}
         for _, w in postings[:MAX_WORDS]:
             for key in index[w]:
-                hits[key] += 1
-        for key, n in hits.most_common(20):
-            if n < 2:
+                held.setdefault(key, []).append(w)
+        for key, found in sorted(held.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:20]:
+            if len(found) < 2:
                 return None
-            doc, terms = self.chunk_terms[key]
             if key in exclude:
                 continue
-            return key, doc, frozenset(words & terms)
+            doc = self.chunk_doc.get(key) or self.chunk_terms[key][0]
+            return key, doc, frozenset(found)
         return None
 
     @property

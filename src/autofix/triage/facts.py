@@ -106,7 +106,7 @@ class TraceFacts:
     trace_error: str | None = None
     thumb_up: bool = False
     input_terms: frozenset[str] = frozenset()
-    unretrieved_terms: frozenset[str] = frozenset()  # the request's content words the retrieved text lacks
+    unretrieved_terms: tuple[str, ...] = ()  # the request's content words the retrieved text lacks (sorted)
     cut_off: tuple[str, int | None] | None = None  # (llm span id, its completion tokens) of an answer cut at the limit
     versions: tuple[tuple[str, str], ...] = ()
 
@@ -279,6 +279,16 @@ class _ChunkCache:
 CHUNKS = _ChunkCache()
 
 
+_SHARED: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+
+
+def _shared(versions: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """One object per distinct versions tuple: a million failures share a handful of them."""
+    if len(_SHARED) > 10_000:
+        _SHARED.clear()
+    return _SHARED.setdefault(versions, versions)
+
+
 def _compact(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=str)[:200]
@@ -375,7 +385,7 @@ def extract_facts(trace: Trace, signals: Iterable[SignalTuple] = (), thumb_up: b
         trace_error=one_line(err)[:300] if isinstance(err, str) and err.strip() else None,
         thumb_up=thumb_up or any(f.kind == "thumb_up" for f in trace.feedback),
         input_terms=q,
-        unretrieved_terms=q - retrieved_terms if retrieved_chars else frozenset(),
+        unretrieved_terms=tuple(sorted(q - retrieved_terms)) if retrieved_chars else (),
         cut_off=cut_off,
-        versions=tuple((k, str(v)) for k, v in sorted(trace.versions.items()) if v is not None),
+        versions=_shared(tuple((k, str(v)) for k, v in sorted(trace.versions.items()) if v is not None)),
     )

@@ -96,6 +96,8 @@ __all__ = [
 ]
 
 ROW_TEXT_CHARS = 300
+ALT_RATIONALE_CHARS = 120  # an alternative cause's rationale, kept short: a million rows hold them
+MAX_ALTERNATIVES = 2
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 """Native JSONL input at least this big is read by several processes."""
 Progress = Callable[[str, int, "int | None"], None]
@@ -232,11 +234,14 @@ class _Row:
     evidence: tuple[str, ...] = ()
     method: str = "none"
     rule: str | None = None
-    alternatives: tuple[Cause, ...] = ()
+    alternatives: tuple[tuple[str, float, str, str], ...] = ()  # (category, confidence, rule, rationale cut short)
     low_scores: tuple[str, ...] = ()  # the names of its failing scores, in the order of its low_score signals
     light: bool = False  # a latency candidate: its facts hold only what the latency rule reads
     signature: str = ""
     cluster: str | None = None
+
+    def causes(self) -> list[Cause]:
+        return [Cause(category=Category(c), confidence=cf, rule=r, rationale=why) for c, cf, r, why in self.alternatives]
 
     def failure(self) -> Failure:
         return Failure(
@@ -249,7 +254,7 @@ class _Row:
         return Diagnosis(
             trace_id=self.trace_id, category=Category(self.category), confidence=self.confidence,
             rationale=self.rationale, evidence=list(self.evidence), method=self.method, rule=self.rule,  # type: ignore[arg-type]
-            alternatives=list(self.alternatives),
+            alternatives=self.causes(),
         )
 
     def detail(self) -> dict[str, Any]:
@@ -268,7 +273,7 @@ class _Row:
             "diagnosis": {
                 "category": self.category, "confidence": self.confidence, "rationale": self.rationale,
                 "evidence": list(self.evidence), "method": self.method, "rule": self.rule,
-                "alternatives": [c.model_dump(mode="json") for c in self.alternatives],
+                "alternatives": [c.model_dump(mode="json") for c in self.causes()],
             },
         }
 
@@ -555,7 +560,8 @@ class _Stream:
             if verdict is not None and verdict.category != Category.unclassified:
                 row.category, row.confidence, row.rationale = verdict.category.value, verdict.confidence, verdict.rationale
                 row.evidence, row.method, row.rule = tuple(verdict.evidence), "rule", verdict.rule
-                row.alternatives = tuple(verdict.alternatives)
+                row.alternatives = tuple((c.category.value, c.confidence, c.rule, clip(c.rationale, ALT_RATIONALE_CHARS))
+                                         for c in verdict.alternatives[:MAX_ALTERNATIVES])
             else:
                 row.category, row.confidence, row.method, row.rule = Category.unclassified.value, 0.0, "none", None
                 row.rationale = NO_RULE if verdict is None else f"{NO_RULE}; {verdict.rationale}"
@@ -901,6 +907,8 @@ def _read_parallel(
         ctx, latency = _merge_context(summaries)
         decisions = _pair_edges(summaries, settings.rephrase_window_s)
         ctx.prepare()
+        for s in summaries:  # merged into `ctx`: the parts' own observations and edges are no longer needed
+            s.ctx, s.heads, s.tails = ctx, [], []
         for s, conn in zip(summaries, conns):
             conn.send(("finalize", ctx, latency, decisions[s.index]))
         answers: list[tuple[list[_Row], dict[str, str]]] = _receive(conns, procs, "rows", None)

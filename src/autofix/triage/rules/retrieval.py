@@ -88,7 +88,7 @@ def knowledge_not_retrieved(f: TraceFacts, ctx: TriageContext) -> RuleMatch | No
     if not rets or len(f.unretrieved_terms) < 2:
         return None
     got = {d.chunk_id or d.doc_id for r in rets for d in r.docs}
-    hit = ctx.chunk_holding(f.unretrieved_terms & ctx.domain_terms, got)
+    hit = ctx.chunk_holding(frozenset(f.unretrieved_terms) & ctx.domain_terms, got)
     if hit is None:
         return None
     key, doc, words = hit
