@@ -97,11 +97,13 @@ def answer_cut_off(f: TraceFacts, ctx: TriageContext) -> RuleMatch | None:
     sid, tokens = f.cut_off
     loop = repetition(f.output)
     at = f" after {tokens} tokens" if tokens else ""
+    # with sources that lack most of the request, rambling is what a model does with nothing to go on
+    starved = f.coverage is not None and f.coverage <= 0.5
     if loop >= 0.3:
-        return RuleMatch(category=Category.model_limitation, confidence=0.5,
+        return RuleMatch(category=Category.model_limitation, confidence=0.35 if starved else 0.5,
                          rationale=f"llm span {sid} stopped at its token limit{at} (finish reason 'length') while repeating "
                          f"itself ({loop:.0%} of its word triples recur): the model does not stop on its own",
                          evidence=[sid])
-    return RuleMatch(category=Category.model_limitation, confidence=0.35,
+    return RuleMatch(category=Category.model_limitation, confidence=0.3 if starved else 0.35,
                      rationale=f"llm span {sid} stopped at its token limit{at} (finish reason 'length'): the answer is "
                      "unfinished; raise the limit if answers need the room", evidence=[sid])

@@ -12,7 +12,7 @@ from autofix.triage.facts import TraceFacts
 from autofix.triage.records import Category
 from autofix.triage.rules.base import RuleMatch, quote, rule
 
-LOW_COVERAGE = 0.5
+LOW_COVERAGE = 0.5  # at most half of the request's content words in the retrieved text
 LOW_SCORE_PERCENTILE = 0.1
 
 
@@ -50,14 +50,14 @@ def expected_document_missing(f: TraceFacts, ctx: TriageContext) -> RuleMatch | 
 
 @rule("retrieval_misses_request", order=520)
 def retrieval_misses_request(f: TraceFacts, ctx: TriageContext) -> RuleMatch | None:
-    """The retrieved text does not hold what the request asks: the answer says it found nothing and the
-    retrieved words miss the request's, or the best score is among the retriever's lowest in the run."""
+    """The retrieved text does not hold what the request asks: it lacks at least half of the request's words
+    (surer when the answer says it found nothing or the best score is among the retriever's lowest in the run)."""
     rets = [r for r in f.retrievals if r.docs]
     if not rets:
         return None
     r = rets[0]
     m = ctx.knowledge.not_found.search(f.output)
-    low_cover = f.coverage is not None and f.coverage < LOW_COVERAGE
+    low_cover = f.coverage is not None and f.coverage <= LOW_COVERAGE and len(f.input_terms) >= 2
     best = max((d.score for d in r.docs if d.score is not None), default=None)
     pct = ctx.score_percentile(r.name, best) if best is not None else None
     low_score = pct is not None and pct[0] < LOW_SCORE_PERCENTILE
@@ -70,10 +70,11 @@ def retrieval_misses_request(f: TraceFacts, ctx: TriageContext) -> RuleMatch | N
     if low_score:
         reasons.append(f"its best score {best:g} is lower than {1 - pct[0]:.0%} of this retriever's best scores in the "
                        f"run ({pct[1]} calls)")
-    # one of these alone is weak: a model may say "not found" with the answer in front of it
-    if not ((m and (low_cover or low_score)) or (low_cover and low_score)):
+    # a "not found" or a low score alone is weak: a model may say it with the answer in front of it, and a
+    # low score may still be the right passage; text that lacks most of what was asked is evidence on its own
+    if not (low_cover or (m and low_score)):
         return None
-    conf = 0.75 if len(reasons) == 3 else 0.65
+    conf = 0.75 if len(reasons) == 3 else 0.65 if len(reasons) == 2 else 0.5
     return RuleMatch(category=Category.retrieval, confidence=conf,
                      rationale=f"retrieval span {r.span_id} ({r.name}) returned "
                      f"{', '.join(repr(d.chunk_id or d.doc_id) for d in r.docs[:3])}: " + "; ".join(reasons),
