@@ -77,7 +77,9 @@ def agreement(report: TriageReport, labels: list[dict]) -> None:
     print(f"labelled failures: {len(labels)} (cause visible in the spans: {len(visible)}, not visible: {len(hidden)}); "
           f"detected by triage: {detected}")
     if visible:
-        print(f"visible causes: agreement {agree}/{len(visible)} = {agree / len(visible):.2f}; "
+        seen = sum(1 for lb in visible if pred[lb["trace_id"]] != NOT_DETECTED)
+        print(f"visible causes: agreement {agree}/{len(visible)} = {agree / len(visible):.2f} "
+              f"({agree}/{seen} = {agree / max(1, seen):.2f} of those triage detected); "
               f"left unclassified {said_unclassified}; a wrong category {wrong}")
     if hidden:
         honest = sum(1 for lb in hidden if pred[lb["trace_id"]] in (UNCLASSIFIED, NOT_DETECTED))
