@@ -256,7 +256,8 @@ def test_a_caller_hanging_up_mid_stream_is_recorded_and_the_call_leaves_the_in_f
         key = gw.store.issue_key("run-gone")
         with httpx.stream("POST", gw.base_url + "/chat/completions", headers=headers(key, "gone"), trust_env=False,
                           json={"messages": QUESTION, "stream": True}, timeout=30) as response:
-            first = next(response.iter_lines())
+            lines = response.iter_lines()  # kept: a dropped line iterator closes the connection (an early hang-up)
+            first = next(lines)
             assert json.loads(first[len("data: "):])["choices"][0]["delta"]["content"] == "Hello "
             assert gw.inflight.cases("run-gone") == {"gone": 1}
         # the caller closed the connection before the answer ended: the gateway notices while the provider still
