@@ -70,12 +70,6 @@ def review(tid: str, scores: list[dict] | None = None, *, session: str | None = 
     return t
 
 
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def judged(trace: dict, settings: DetectionSettings):  # noqa: ANN201
     return detect(Trace.model_validate(trace), settings)
 
@@ -147,7 +141,7 @@ def test_triage_traces_reports_the_warning_once_and_the_scores_become_readable_o
 # --------------------------------------------------------------------------- score scales, configuration
 
 
-def test_triage_scores_in_autofix_yaml(tmp_path: Path) -> None:
+def test_triage_scores_in_autofix_yaml(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path, triage="""\
   scores:
     correctness: {range: [1, 10], pass: 7}
@@ -164,7 +158,7 @@ def test_triage_scores_in_autofix_yaml(tmp_path: Path) -> None:
     assert s.score_mark("anything")[:4] == (0, 1, 0.5, True) and s.notes == []
 
 
-def test_the_old_pass_mark_mapping_still_works_with_a_deprecation_warning(tmp_path: Path) -> None:
+def test_the_old_pass_mark_mapping_still_works_with_a_deprecation_warning(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path, triage="""\
   thresholds:
     scores: {relevance: 0.7, clarity: 2, bleu: 30}
@@ -191,7 +185,7 @@ def test_the_old_pass_mark_mapping_still_works_with_a_deprecation_warning(tmp_pa
          "given twice"),
     ],
 )
-def test_bad_score_declarations_name_the_key(tmp_path: Path, triage: str, where: str, message: str) -> None:
+def test_bad_score_declarations_name_the_key(tmp_path: Path, triage: str, where: str, message: str, write_jsonl) -> None:
     root = make_target(tmp_path, triage=triage)
     write_jsonl(root / "data/traces.jsonl", [])
     with pytest.raises(ConfigError) as err:
@@ -203,7 +197,7 @@ def test_bad_score_declarations_name_the_key(tmp_path: Path, triage: str, where:
 # --------------------------------------------------------------------------- the triage run and the CLI
 
 
-def test_the_cli_shows_the_scale_warning_and_json_carries_it(tmp_path: Path) -> None:
+def test_the_cli_shows_the_scale_warning_and_json_carries_it(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path)
     write_jsonl(root / "data/traces.jsonl", [review(f"r{i}", [{"name": "faithfulness", "value": v}])
                                              for i, v in enumerate([1, 5, 0.2])])
@@ -217,7 +211,7 @@ def test_the_cli_shows_the_scale_warning_and_json_carries_it(tmp_path: Path) -> 
     assert latest["warnings"] == doc["warnings"]
 
 
-def test_traces_without_timestamps_are_triaged_in_file_order(tmp_path: Path) -> None:
+def test_traces_without_timestamps_are_triaged_in_file_order(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path)
     rows = [
         review("u1", session="dev-7", text="Review PR 88 for race conditions in the cache", ts=None),
@@ -235,7 +229,7 @@ def test_traces_without_timestamps_are_triaged_in_file_order(tmp_path: Path) -> 
     assert report.warnings == ["3 traces have no timestamp: rephrases within their sessions were found in file order"]
 
 
-def test_traces_without_timestamps_read_in_parallel_give_the_same_result(tmp_path: Path) -> None:
+def test_traces_without_timestamps_read_in_parallel_give_the_same_result(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path)
     rows = []
     for k in range(40):
@@ -252,7 +246,7 @@ def test_traces_without_timestamps_read_in_parallel_give_the_same_result(tmp_pat
     assert one.warnings[0].startswith("score 'faithfulness' has values up to 4 (40 scores)")
 
 
-def test_a_folder_as_datasets_traces(tmp_path: Path) -> None:
+def test_a_folder_as_datasets_traces(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path, traces="exports")
     write_jsonl(root / "exports/day1.jsonl", [review("d1", [{"name": "helpful", "value": 0.1}])])
     write_jsonl(root / "exports/day2/part-0.jsonl", ['{"trace_id": "broken"', review("d2")])
@@ -272,7 +266,7 @@ def test_a_missing_traces_folder_is_a_config_error(tmp_path: Path) -> None:
         load_config(root)
 
 
-def test_triage_fails_when_every_record_is_quarantined(tmp_path: Path) -> None:
+def test_triage_fails_when_every_record_is_quarantined(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path)
     write_jsonl(root / "data/traces.jsonl", [review("a", spans="none"), review("b", scores=[{"value": 1}]), "{oops"])
     result = runner.invoke(app, ["triage", "-c", str(root)])
@@ -284,7 +278,7 @@ def test_triage_fails_when_every_record_is_quarantined(tmp_path: Path) -> None:
     assert "failures: 0" not in out
 
 
-def test_triage_fails_on_an_empty_folder_or_file_but_not_when_since_left_everything_out(tmp_path: Path) -> None:
+def test_triage_fails_on_an_empty_folder_or_file_but_not_when_since_left_everything_out(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path, traces="exports")
     (root / "exports").mkdir()
     empty = runner.invoke(app, ["triage", "-c", str(root), "--json"])
@@ -300,7 +294,7 @@ def test_triage_fails_on_an_empty_folder_or_file_but_not_when_since_left_everyth
     assert later.exit_code == 0 and json.loads(later.stdout)["traces"] == 0
 
 
-def test_config_validate_summarises_a_traces_folder(tmp_path: Path) -> None:
+def test_config_validate_summarises_a_traces_folder(tmp_path: Path, write_jsonl) -> None:
     root = make_target(tmp_path, traces="exports")
     write_jsonl(root / "exports/a.jsonl", [review("a"), review("b")])
     write_jsonl(root / "exports/more/b.jsonl", [review("c")])
@@ -309,7 +303,7 @@ def test_config_validate_summarises_a_traces_folder(tmp_path: Path) -> None:
     assert "traces: exports (2 files, 3 lines)" in result.output
 
 
-def test_slices_of_a_folder_of_undated_traces_replay_without_a_clock(tmp_path: Path) -> None:
+def test_slices_of_a_folder_of_undated_traces_replay_without_a_clock(tmp_path: Path, write_jsonl) -> None:
     from autofix.replay.datasets import load_dataset, trace_to_case
 
     root = make_target(tmp_path, traces="exports")

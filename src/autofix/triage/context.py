@@ -17,7 +17,7 @@ from typing import Any
 
 from autofix.traces.schema import Trace
 from autofix.triage._text import STOPWORDS, content_terms, text_of
-from autofix.triage.facts import CHUNKS, _doc_fact
+from autofix.triage.facts import CHUNKS, doc_fact
 from autofix.triage.knowledge import DEFAULT_KNOWLEDGE, TargetKnowledge
 from autofix.triage.scorer_health import ScoreHealth
 
@@ -124,7 +124,7 @@ class TriageContext:
                 sample[j] = score
 
     def _new_doc(self, d: Any) -> None:
-        fact = _doc_fact(d, self.knowledge)
+        fact = doc_fact(d, self.knowledge)
         did = d.doc_id
         self.doc_ids.add(did)
         self._versions = None

@@ -26,13 +26,13 @@ __all__ = [
     "RouterFact",
     "ToolFact",
     "TraceFacts",
+    "doc_fact",
     "extract_facts",
     "schema_problem",
 ]
 
 INPUT_CHARS = 600
 OUTPUT_CHARS = 800
-ARGS_CHARS = 400
 
 
 @dataclass(slots=True)
@@ -219,7 +219,8 @@ def _field(holders: Iterable[dict[str, Any]], names: list[str]) -> Any:
     return None
 
 
-def _doc_fact(d: Any, knowledge: TargetKnowledge) -> DocFact:
+def doc_fact(d: Any, knowledge: TargetKnowledge) -> DocFact:
+    """A retrieved document's id, chunk, score and the status, date and title its metadata declares."""
     extra = d.__pydantic_extra__ or {}
     meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
     conv = knowledge.documents
@@ -327,7 +328,7 @@ def extract_facts(trace: Trace, signals: Iterable[SignalTuple] = (), thumb_up: b
         elif span.kind == "retrieval":
             docs = []
             for d in span.documents:
-                docs.append(_doc_fact(d, knowledge))
+                docs.append(doc_fact(d, knowledge))
                 if d.text:
                     terms, nums = CHUNKS.get(d.doc_id, d.text)
                     retrieved_terms |= terms
