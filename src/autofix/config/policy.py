@@ -93,6 +93,11 @@ class GuardrailsGate(_Strict):
 
     latency_p95_ratio: float = Field(default=1.25, gt=0, description="Max candidate/baseline ratio of p95 latency.")
     cost_ratio: float = Field(default=1.25, gt=0, description="Max candidate/baseline ratio of model cost (gateway records).")
+    tokens_ratio: float = Field(
+        default=1.25, gt=0,
+        description="Max candidate/baseline ratio of model tokens per case (gateway records); the cost guardrail "
+        "of a model priced at $0, such as the embedded one.",
+    )
     tool_calls_ratio: float = Field(default=1.5, gt=0, description="Max candidate/baseline ratio of tool calls per case.")
     safety_failures: int = Field(default=0, ge=0, description="Max number of cases failing any safety judge.")
 

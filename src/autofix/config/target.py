@@ -94,6 +94,11 @@ class ModelConfig(_Strict):
         default=None,
         description="litellm model string for autofix's own judges, classifier and optimizers; default: `name`.",
     )
+    optimizer: str | None = Field(
+        default=None,
+        description="litellm model string the optimizers reflect and write patches with (GEPA's reflection "
+        "model, the code-patch model); default: `judge`.",
+    )
     aliases: dict[str, str] = Field(
         default_factory=dict,
         description="Model names the assistant asks for -> litellm model strings the gateway serves them with, "
@@ -121,6 +126,8 @@ class ModelConfig(_Strict):
     def _judge_defaults_to_name(self) -> ModelConfig:
         if not self.judge:
             self.judge = self.name
+        if not self.optimizer:
+            self.optimizer = self.judge
         return self
 
 
@@ -230,7 +237,10 @@ class CategoricalParam(_Strict):
     """A search dimension over a fixed list of values."""
 
     type: Literal["categorical"] = Field(description="`categorical`.")
-    choices: list[str | int | float | bool | None] = Field(min_length=1, description="The values to choose from.")
+    choices: list[str | int | float | bool | None | list[str | int | float | bool | None]] = Field(
+        min_length=1,
+        description="The values to choose from; a choice may itself be a list (e.g. which document types to index).",
+    )
 
 
 SearchParam = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discriminator="type")]
@@ -281,6 +291,33 @@ class DatasetsConfig(_Strict):
     regression: ExistingFile = Field(description="Regression cases every candidate is replayed on.")
     golden: ExistingFile | None = Field(
         default=None, description="Human-labelled judge verdicts used to calibrate the rubric judges."
+    )
+    labels: str | None = Field(
+        default=None,
+        description="Reviewers' expectations for failed traces (JSONL: case_id, expected {answer, must_include, "
+        "must_not_include, doc_ids}, labeled_by, labeled_at), written by `autofix label`; slices are scored "
+        "with them. It may not exist yet.",
+    )
+
+
+class TestsConfig(_Strict):
+    """The target's own tests, run in the sandbox on a candidate that changes code."""
+
+    command: str = Field(min_length=1, description="Test command, run in the target folder, e.g. `python -m pytest -q`.")
+    timeout_s: int = Field(default=600, gt=0, description="Wall-clock limit of one test run.")
+
+
+class SlicesConfig(_Strict):
+    """How a failure cluster's cases (`slice:<cluster>`) are measured and split."""
+
+    checks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per root-cause category, the reference-free checks its failures are scored by; replaces "
+        "autofix's default for that category (see `autofix.slices.measure.IMPLIED_CHECKS`), e.g. "
+        "`{routing: [searched, contains_expected]}`.",
+    )
+    min_cases: int = Field(
+        default=3, ge=1, description="A slice with fewer measurable training cases than this is not optimized."
     )
 
 
@@ -491,6 +528,10 @@ class AutofixConfig(_Strict):
         min_length=1, description="Deterministic checks (`kind: check`) and rubric judges (`kind: rubric`)."
     )
     triage: TriageConfig = Field(default_factory=TriageConfig, description="Failure detection and ranking.")
+    slices: SlicesConfig = Field(default_factory=SlicesConfig, description="How failure clusters are measured.")
+    tests: TestsConfig | None = Field(
+        default=None, description="The target's own tests; a code candidate must pass them in the sandbox."
+    )
     policy: str = Field(
         default="default",
         min_length=1,
@@ -580,7 +621,7 @@ class AutofixConfig(_Strict):
         """Absolute path of the launch-gate policy file."""
         return resolve_policy_path(self.policy, self.root)
 
-    def dataset_path(self, name: Literal["traces", "regression", "golden"]) -> Path | None:
+    def dataset_path(self, name: Literal["traces", "regression", "golden", "labels"]) -> Path | None:
         """Absolute path of a dataset, None if it is not configured."""
         rel = getattr(self.datasets, name)
         return self.path(rel) if rel else None
