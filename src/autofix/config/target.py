@@ -43,6 +43,9 @@ CHECK_NAMES: tuple[str, ...] = (
     "tool_args_valid",
     "format_kept",
     "no_leaked_fields",
+    "searched",
+    "no_tool_error",
+    "cites_sources",
 )
 CheckName = Literal[
     "contains_expected",
@@ -52,6 +55,9 @@ CheckName = Literal[
     "tool_args_valid",
     "format_kept",
     "no_leaked_fields",
+    "searched",
+    "no_tool_error",
+    "cites_sources",
 ]
 
 

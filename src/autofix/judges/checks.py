@@ -370,6 +370,62 @@ def no_leaked_fields(case: Case, result: CaseResult, forbidden: list[str] | None
     return CheckOutcome(passed=not leaks, detail="; ".join(leaks) if leaks else "nothing leaked")
 
 
+# --------------------------------------------------------------------------- reference-free behaviour checks
+# Production failures have no gold answer; these read only what the assistant did, so a failure
+# cluster can be scored by what its diagnosis says went wrong (see `autofix.slices.measure`).
+
+
+def searched(case: Case, result: CaseResult) -> CheckOutcome:
+    """The assistant searched: some retrieval span ran (a routing failure answered without searching)."""
+    if result.failed:
+        return CheckOutcome(passed=False, detail=f"no answer: {result.error}")
+    spans = [span for span in result.spans if span.get("kind") == "retrieval"]
+    if not spans:
+        return CheckOutcome(passed=False, detail="no retrieval span: answered without searching")
+    return CheckOutcome(passed=True, detail=f"{len(spans)} retrieval span(s)")
+
+
+def no_tool_error(case: Case, result: CaseResult) -> CheckOutcome:
+    """No tool call failed (not applicable when no tool was called)."""
+    tools = [span for span in result.spans if span.get("kind") == "tool"]
+    if not tools:
+        return CheckOutcome(passed=None, detail="no tool call")
+    errors = [f"{span.get('name')}: {str(span.get('error'))[:200]}" for span in tools if span.get("error")]
+    return CheckOutcome(passed=not errors, detail="; ".join(errors) or f"{len(tools)} tool call(s) without error")
+
+
+def _hit_names(result: CaseResult) -> set[str]:
+    names: set[str] = set()
+    for span in result.spans:
+        if span.get("kind") != "retrieval":
+            continue
+        for hit in span.get("output") or []:
+            if not isinstance(hit, dict):
+                continue
+            for value in (hit.get("doc_id"), hit.get("title"), (hit.get("metadata") or {}).get("title")):
+                if isinstance(value, str) and len(value.strip()) >= 3:
+                    names.add(value.strip())
+    return names
+
+
+def cites_sources(case: Case, result: CaseResult) -> CheckOutcome:
+    """An answer built on retrieved passages names at least one of them (its document id or title).
+
+    Not applicable when nothing was retrieved. Reference-free: what counts as a source is what the
+    assistant's own retrieval spans returned.
+    """
+    names = _hit_names(result)
+    if not names:
+        return CheckOutcome(passed=None, detail="nothing retrieved")
+    if result.failed:
+        return CheckOutcome(passed=False, detail=f"no answer: {result.error}")
+    output = (result.output or "").lower()
+    cited = sorted(n for n in names if n.lower() in output)
+    if not cited:
+        return CheckOutcome(passed=False, detail=f"names none of the {len(names)} retrieved sources")
+    return CheckOutcome(passed=True, detail=f"names {cited[:3]}")
+
+
 # --------------------------------------------------------------------------- registry and versions
 
 CHECKS: dict[str, Callable[..., CheckOutcome]] = {
@@ -380,6 +436,9 @@ CHECKS: dict[str, Callable[..., CheckOutcome]] = {
     "tool_args_valid": tool_args_valid,
     "format_kept": format_kept,
     "no_leaked_fields": no_leaked_fields,
+    "searched": searched,
+    "no_tool_error": no_tool_error,
+    "cites_sources": cites_sources,
 }
 
 CHECK_VERSIONS: dict[str, int] = {
@@ -390,6 +449,9 @@ CHECK_VERSIONS: dict[str, int] = {
     "tool_args_valid": 2,  # 2: the schema under json_schema, schema or parameters, tool definitions unwrapped
     "format_kept": 1,
     "no_leaked_fields": 1,
+    "searched": 1,
+    "no_tool_error": 1,
+    "cites_sources": 1,
 }
 """Bump a check's number whenever its verdict on some input can change; cached scores then stop matching."""
 

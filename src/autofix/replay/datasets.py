@@ -11,8 +11,9 @@
 - anything else: a JSONL file of cases (relative to the current folder, else to autofix.yaml).
 
 A trace becomes a case with `case_id` = trace id, `input` = the trace's input, `metadata` = the
-trace's metadata plus the trace timestamp as `now` (when the metadata has none), and no expected
-answer: the judges that need one do not apply to it. A trace that carries its conversation gives
+trace's metadata plus the trace timestamp as `now` (when the metadata has none), and as expected
+answer only what a reviewer attached to it (`datasets.labels`): the judges that need one do not
+apply to the others. A trace that carries its conversation gives
 the case its earlier turns as `messages` (see `trace_history`).
 """
 
@@ -206,6 +207,7 @@ def _traces_files(config: AutofixConfig, latest: Path, data: dict[str, Any]) -> 
 
 def load_slice(config: AutofixConfig, cluster_id: str, part: SlicePart = "all") -> Dataset:
     """The failed traces of triage cluster `cluster_id` as cases (one part of it, or all)."""
+    from autofix.slices.labels import LabelError, load_labels, with_labels
     from autofix.traces import Quarantine, ingest
 
     latest, data = _read_latest(config)
@@ -235,7 +237,15 @@ def load_slice(config: AutofixConfig, cluster_id: str, part: SlicePart = "all") 
         raise DatasetError(f"{len(missing)} trace(s) of cluster {cluster_id!r} are not in {where}: {shown}; "
                            f"the traces changed since triage: run autofix triage again")
     notes = [f"{len(ids)} failed traces in the cluster: {len(target)} target, {len(holdout)} held out"]
-    return Dataset(name=name, cases=[by_id[i] for i in chosen], source=traces_paths[0], kind="slice", notes=notes)
+    cases = [by_id[i] for i in chosen]
+    try:
+        labels = load_labels(config.dataset_path("labels"))
+    except LabelError as exc:
+        raise DatasetError(str(exc)) from None
+    if labels:
+        cases = with_labels(cases, labels)
+        notes.append(f"{sum(1 for c in chosen if c in labels)} of them labelled by a reviewer ({config.datasets.labels})")
+    return Dataset(name=name, cases=cases, source=traces_paths[0], kind="slice", notes=notes)
 
 
 def load_dataset(config: AutofixConfig, spec: str) -> Dataset:
