@@ -184,6 +184,18 @@ def _read_latest(config: AutofixConfig) -> tuple[Path, dict[str, Any]]:
     return path, data
 
 
+def read_cluster(config: AutofixConfig, cluster_id: str) -> dict[str, Any]:
+    """Cluster `cluster_id` of the latest triage (`id`, `category`, `trace_ids`, `rationale`, ...)."""
+    latest, data = _read_latest(config)
+    clusters = [c for c in data["clusters"] if isinstance(c, dict)]
+    cluster = next((c for c in clusters if str(c.get("id")) == cluster_id), None)
+    if cluster is None:
+        known = ", ".join(str(c.get("id")) for c in clusters[:20]) or "none"
+        raise DatasetError(f"no cluster {cluster_id!r} in {latest} (clusters: {known}); "
+                           f"use one of them, or run autofix triage again")
+    return cluster
+
+
 def _traces_files(config: AutofixConfig, latest: Path, data: dict[str, Any]) -> list[Path]:
     """The trace files triage read (its `sources`), else `datasets.traces`."""
     named = data.get("sources")
