@@ -112,7 +112,8 @@ class SliceEvaluator:
         return commit_files(self.repo, self.subpath, self.base, files, message)
 
     def evaluate(self, files: Mapping[str, str], case_ids: list[str] | None = None) -> ReplayBatch:
-        """Replay `files` over the base on the training cases (all, or `case_ids`); one metric call per case."""
+        """Replay `files` over the base on the training cases (all, or `case_ids`); one metric call per case
+        replayed (reserved before, so the budget is never exceeded; those the cache answered are refunded)."""
         from autofix.replay.session import replay_at_ref
 
         ids = list(self.order if case_ids is None else case_ids)
@@ -131,6 +132,7 @@ class SliceEvaluator:
         run = replay_at_ref(self.config, commit, cases, sandbox=sandbox, gateway=gateway, parallel=self.parallel,
                             replay_id=f"{self.label}-e{n:04d}",
                             replay_dir=self.work_dir / "replays" / f"e{n:04d}")
+        self.spend.refund_metric_calls(len(run.cached))  # a case the cache answered ran nothing
         self.spend.add_usd(sum(r.usage.cost_usd for r in run.results if r.case_id not in run.cached))
         measured = measure_results(self.config, self.measure, cases, run.results)
         evals = []

@@ -22,7 +22,8 @@ class BudgetExhausted(RuntimeError):
 class Budget(BaseModel):
     """What one optimizer may spend on one cluster; None means no limit of that kind."""
 
-    max_metric_calls: int | None = Field(default=None, ge=0, description="Case evaluations (each case of each replay).")
+    max_metric_calls: int | None = Field(
+        default=None, ge=0, description="Case replays (each case of each evaluation that the cache did not answer).")
     max_usd: float | None = Field(default=None, ge=0, description="Dollars of model calls: replays and the optimizer's LM.")
 
 
@@ -42,6 +43,11 @@ class Spend:
             if limit is not None and self.metric_calls + n > limit:
                 raise BudgetExhausted(f"metric-call budget: {self.metric_calls} of {limit} used, {n} more asked")
             self.metric_calls += n
+
+    def refund_metric_calls(self, n: int) -> None:
+        """Give back reserved calls that ran nothing (answered from the replay cache)."""
+        with self._lock:
+            self.metric_calls = max(0, self.metric_calls - n)
 
     def check_usd(self, estimate: float) -> None:
         """Raise BudgetExhausted when `estimate` more dollars would break the budget."""
