@@ -150,7 +150,7 @@ def _show_case(out: Console, k: int, n: int, case: Case, trace: Any, diagnosis: 
             if span.kind == "retrieval":
                 docs = _docs(span.documents) or "nothing"
                 query = _text(span.input, 160)
-                out.print(f"[bold]retrieved[/bold] by {escape(span.name)}" + (f" for {escape(query)!r}" if query else "")
+                out.print(f"[bold]retrieved[/bold] by {escape(span.name)}" + (f" for {escape(repr(query))}" if query else "")
                           + f": {escape(docs)}", soft_wrap=True)
             elif span.kind == "tool":
                 result = f"error: {span.error}" if span.error else _text(span.output, 300)
@@ -185,7 +185,7 @@ def _ask_label(out: Console, case_id: str, by: str, seen_docs: set[str]) -> Labe
     docs = _items(_ask("document ids (comma-separated)"))
     for doc_id in docs:
         if doc_id not in seen_docs:
-            out.print(f"[yellow]warning:[/yellow] no retrieval span of the traces returned {escape(doc_id)!r}: kept, "
+            out.print(f"[yellow]warning:[/yellow] no retrieval span of the traces returned {escape(repr(doc_id))}: kept, "
                       "but check the id (checks compare it with the retrieved doc_id)", soft_wrap=True)
     answer = _ask("reference answer (one line, optional)")
     note = _ask("note")
@@ -236,8 +236,8 @@ def _import(cfg: AutofixConfig, labels_file: Path, existing: dict[str, Label], s
     out.print(f"imported {written} label{'s' if written != 1 else ''}{where} from {escape(str(source))} into "
               f"{escape(str(labels_file))}; skipped {len(imported.skipped)}", soft_wrap=True)
     for s in imported.skipped:
-        out.print(f"  skipped {escape(s.where)}" + (f" [{escape(s.case_id)}]" if s.case_id else "")
-                  + f": {escape(s.reason)}", soft_wrap=True, highlight=False)
+        line = f"  skipped {s.where}" + (f" [{s.case_id}]" if s.case_id else "") + f": {s.reason}"
+        out.print(escape(line), soft_wrap=True, highlight=False)
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         out.print(f"[yellow]warning:[/yellow] {len(unknown)} label(s) name traces not in the trace files: "
