@@ -42,7 +42,7 @@ IMPLIED_CHECKS: dict[Category, tuple[str, ...]] = {
 """The reference-free checks each fixable category's failures are scored by (see the module doc)."""
 
 LABEL_CHECKS: dict[str, tuple[str, ...]] = {
-    "contains_expected": ("must_include", "must_not_include", "answer"),
+    "contains_expected": ("must_include", "must_not_include"),  # a bare `answer` needs a judge, not a check
     "recall_at_k": ("doc_ids",),
     "matches_expected": ("pattern",),
 }

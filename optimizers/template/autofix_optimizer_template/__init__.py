@@ -1,0 +1,1 @@
+"""Template of an autofix optimizer plugin (see optimizers/README.md)."""
