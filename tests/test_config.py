@@ -471,3 +471,19 @@ def test_every_field_has_a_description() -> None:
     assert undocumented == []
     for name, model in models.items():
         assert model.get("additionalProperties") is False, name
+
+
+def test_a_categorical_choice_may_be_a_list_and_optimizer_tests_and_labels_are_declared(target: Path) -> None:
+    text = VALID.replace("      reranker: {type: categorical, choices: [none, cross-encoder]}",
+                         "      index_types: {type: categorical, choices: [[policy], [policy, faq], [policy, faq, howto]]}")
+    text = text.replace("  golden: data/judge_golden.jsonl", "  golden: data/judge_golden.jsonl\n  labels: data/labels.jsonl")
+    text += "tests: {command: python -m pytest -q}\nslices: {checks: {routing: [searched]}}\n"
+    write(target, text)
+    result = validate()
+    assert result.exit_code == 0, result.output
+    cfg = load_config(target / "autofix.yaml")
+    assert cfg.surfaces.retrieval.space["index_types"].choices[1] == ["policy", "faq"]
+    assert cfg.model.optimizer == cfg.model.judge == DEFAULT_MODEL  # the optimizer model defaults to the judge's
+    assert cfg.tests.command == "python -m pytest -q" and cfg.tests.timeout_s == 600
+    assert cfg.slices.checks == {"routing": ["searched"]} and cfg.slices.min_cases == 3
+    assert cfg.dataset_path("labels") == (target / "data/labels.jsonl").resolve()  # may not exist yet

@@ -1,0 +1,45 @@
+"""Budgets hold: the optimizer model is refused a call that could break the dollar budget, and
+metric calls are reserved before a replay, so neither is ever exceeded."""
+
+from __future__ import annotations
+
+import litellm
+import pytest
+
+from autofix.optimize import Budget, BudgetExhausted, Spend
+from autofix.optimize.lm import budgeted_completion
+
+PRICE = {"input_cost_per_token": 1e-5, "output_cost_per_token": 2e-5, "litellm_provider": "scripted", "mode": "chat"}
+
+
+@pytest.fixture
+def priced_model(scripted_model, monkeypatch):
+    monkeypatch.setitem(litellm.model_cost, "scripted/optimizer", PRICE)
+    scripted_model.script = lambda messages: "a reply"
+    return scripted_model
+
+
+def test_the_optimizer_model_never_spends_past_the_dollar_budget(priced_model) -> None:
+    spend = Spend(Budget(max_usd=0.02))
+    complete = budgeted_completion("scripted/optimizer", spend)
+    calls = 0
+    with pytest.raises(BudgetExhausted, match="dollar budget"):
+        while True:
+            complete("Improve this prompt.", max_tokens=200)
+            calls += 1
+    # each reply costs 100 * 1e-5 + 50 * 2e-5 = $0.002 (the scripted usage); a call is refused when its
+    # worst case (prompt + 200 answer tokens) no longer fits
+    assert calls == len(priced_model.calls) and calls > 0
+    assert spend.usd <= 0.02
+    assert spend.usd == pytest.approx(0.002 * calls)
+
+
+def test_metric_calls_are_reserved_before_and_refunded_when_the_cache_answered() -> None:
+    spend = Spend(Budget(max_metric_calls=10))
+    spend.reserve_metric_calls(6)
+    with pytest.raises(BudgetExhausted, match="6 of 10 used, 5 more asked"):
+        spend.reserve_metric_calls(5)
+    assert spend.metric_calls == 6  # a refused reservation takes nothing
+    spend.refund_metric_calls(6)
+    spend.reserve_metric_calls(10)
+    assert spend.metric_calls == 10
