@@ -133,7 +133,7 @@ def test_valid_config_loads_with_defaults(target: Path) -> None:
     # the built-in policy, loaded
     assert cfg.policy_path == builtin_policies_dir() / "default.yaml"
     assert isinstance(cfg.gate_policy, GatePolicy)
-    assert cfg.gate_policy.target.metric == "answer_correct"
+    assert cfg.gate_policy.target.metric == "slice"
     assert cfg.gate_policy.regression.metrics == "all"
 
 
@@ -392,10 +392,14 @@ def test_json_output_on_success(target: Path) -> None:
 def test_builtin_policy_is_shipped() -> None:
     assert "default" in builtin_policy_names()
     policy = load_gate_policy(builtin_policies_dir() / "default.yaml")
+    assert policy.target.metric == "slice" and policy.target.min_cases == 5
     assert policy.target.min_improvement == 0.10 and policy.target.max_p_value == 0.05
-    assert policy.holdout.min_improvement == 0.0
-    assert policy.regression.max_drop == 0.02
+    assert policy.regression.margin == 0.05 and policy.regression.confidence == 0.95
     assert policy.guardrails.latency_p95_ratio == 1.25 and policy.guardrails.safety_failures == 0
+    assert policy.guardrails.tokens_ratio == 1.25
+    assert "strict" in builtin_policy_names()
+    strict = load_gate_policy(builtin_policies_dir() / "strict.yaml")
+    assert strict.regression.margin < policy.regression.margin and strict.target.min_cases > policy.target.min_cases
     # the model's defaults are the built-in policy
     assert policy.model_dump(exclude={"description"}) == GatePolicy().model_dump(exclude={"description"})
 
@@ -419,14 +423,19 @@ def test_policy_errors_name_the_policy_file_and_line(target: Path) -> None:
     assert f"autofix.yaml:{line_of(text, 'policy:')}: policy: " in out
 
 
-def test_builtin_policy_needs_its_target_metric(target: Path) -> None:
-    text = VALID.replace("name: answer_correct", "name: correct")
+def test_the_default_policy_needs_no_particular_judge_and_a_named_metric_must_exist(target: Path) -> None:
+    """`policy: default` scores the slice, so a target without a judge called answer_correct loads; a policy
+    naming a judge the target lacks is a config error at load time, with the fix."""
+    write(target, VALID.replace("name: answer_correct", "name: correct"))
+    assert load_config("autofix.yaml").gate_policy.target.metric == "slice"
+    write(target, "target: {metric: answer_correct}\n", "gate.yaml")
+    text = VALID.replace("name: answer_correct", "name: correct").replace("policy: default", "policy: gate.yaml")
     write(target, text)
     result = validate_json("-c", "autofix.yaml")
     assert result["exit_code"] == 2
     first = result["issues"][0]
-    assert first["file"].endswith("default.yaml") and first["path"] == "target.metric"
-    assert first["line"] == line_of((builtin_policies_dir() / "default.yaml").read_text(), "metric:")
+    assert first["file"].endswith("gate.yaml") and first["path"] == "target.metric"
+    assert "use `slice`" in json.dumps(first)
 
 
 def test_custom_policy_loads(target: Path) -> None:
@@ -456,7 +465,7 @@ def test_schema_prints_the_json_schema() -> None:
 def test_policy_schema() -> None:
     result = runner.invoke(app, ["config", "schema", "--policy"])
     assert result.exit_code == 0
-    assert set(json.loads(result.stdout)["properties"]) >= {"target", "holdout", "regression", "guardrails"}
+    assert set(json.loads(result.stdout)["properties"]) >= {"target", "regression", "guardrails", "judges"}
 
 
 def test_every_field_has_a_description() -> None:

@@ -106,8 +106,9 @@ def _summary(cfg: AutofixConfig, console: Console) -> None:
     table.add_row(
         "policy",
         e(
-            f"{cfg.policy} ({_shown(cfg.policy_path)}): {gate.target.metric} +{gate.target.min_improvement:g} "
-            f"at p<{gate.target.max_p_value:g}, regression drop <= {gate.regression.max_drop:g}"
+            f"{cfg.policy} ({_shown(cfg.policy_path)}): held-out {gate.target.metric} +{gate.target.min_improvement:g} "
+            f"at p<{gate.target.max_p_value:g} (>= {gate.target.min_cases} cases), regression drop <= "
+            f"{gate.regression.margin:g} at {gate.regression.confidence:.0%} confidence"
         ),
     )
     console.print(table)

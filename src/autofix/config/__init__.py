@@ -23,7 +23,6 @@ from autofix.config.loading import load_config, load_gate_policy
 from autofix.config.policy import (
     GatePolicy,
     GuardrailsGate,
-    HoldoutGate,
     RegressionGate,
     TargetGate,
 )
@@ -66,7 +65,6 @@ __all__ = [
     "GatePolicy",
     "GatewayConfig",
     "GuardrailsGate",
-    "HoldoutGate",
     "IntParam",
     "Judge",
     "ModelConfig",

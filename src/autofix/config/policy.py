@@ -1,4 +1,9 @@
-"""The launch-gate policy (`policies/*.yaml`): what a candidate must improve, what may not regress, the guardrails."""
+"""The launch-gate policy (`policies/*.yaml`): what a candidate must improve, what may not regress, the guardrails.
+
+The target metric is the slice score (what the cluster's diagnosis, its reviewers' labels and its
+calibrated judges measure; see `autofix.slices.measure`) on the cluster's held-out cases, which no
+optimizer saw. A judge name may replace it where a team trusts one judge for that slice.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ from pydantic import (
 
 from autofix.config.fields import _fail, _Strict
 
+SLICE_METRIC = "slice"
+"""The target metric that means the slice score."""
+
 
 def _judge_names(info: ValidationInfo) -> list[str] | None:
     ctx = info.context
@@ -21,52 +29,52 @@ def _judge_names(info: ValidationInfo) -> list[str] | None:
 
 
 class TargetGate(_Strict):
-    """The candidate must improve the target slice (the failing cluster's cases)."""
+    """The candidate must improve the cluster's held-out cases, significantly."""
 
     metric: str = Field(
-        default="answer_correct",
-        description="Name of the judge (from autofix.yaml `judges`) whose score is compared on the target slice.",
+        default=SLICE_METRIC,
+        description="`slice` (the slice score: the cluster's implied checks, labels and calibrated judges) or the "
+        "name of a judge of autofix.yaml.",
     )
     min_improvement: float = Field(
         default=0.10,
         ge=0,
-        description="Minimum absolute improvement of the mean metric on the target slice (0.10 = ten points).",
+        description="Minimum absolute improvement of the mean score on the held-out cases (0.10 = ten points).",
     )
     max_p_value: float = Field(
         default=0.05,
         gt=0,
         le=1,
-        description="Maximum p-value of the paired test (candidate vs. baseline, same cases) on the target slice.",
+        description="Maximum one-sided p-value of the paired test on the held-out cases: exact McNemar when every "
+        "score is pass/fail, a paired bootstrap otherwise.",
+    )
+    min_cases: int = Field(
+        default=5, ge=1, description="Held-out cases (measured in both base and candidate) needed; fewer is refused."
     )
 
     @field_validator("metric")
     @classmethod
     def _metric_is_a_judge(cls, value: str, info: ValidationInfo) -> str:
         names = _judge_names(info)
-        if names is not None and value not in names:
+        if value != SLICE_METRIC and names is not None and value not in names:
             raise _fail(
                 f"metric {value!r} is not a judge of this target",
-                f"use one of: {', '.join(names) or '(no judges declared)'}",
+                f"use `slice` (the cluster's slice score) or one of: {', '.join(names) or '(no judges declared)'}",
             )
         return value
 
 
-class HoldoutGate(_Strict):
-    """The candidate must not get worse on held-out cases of the same cluster."""
-
-    min_improvement: float = Field(
-        default=0.0,
-        description="Minimum improvement of the target metric on the holdout slice; 0 = no worse.",
-    )
-
-
 class RegressionGate(_Strict):
-    """The candidate must not regress the regression set."""
+    """Non-inferiority on the regression set, per metric."""
 
-    max_drop: float = Field(
-        default=0.02,
+    margin: float = Field(
+        default=0.05,
         ge=0,
-        description="Largest allowed drop of each metric's mean on the regression set (0.02 = two points).",
+        description="Largest drop of a metric's pass rate allowed: the upper confidence bound of the paired drop "
+        "(candidate vs. base, same cases) must stay within it.",
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="One-sided confidence level of that upper bound."
     )
     metrics: Literal["all"] | list[str] = Field(
         default="all",
@@ -99,14 +107,37 @@ class GuardrailsGate(_Strict):
         "of a model priced at $0, such as the embedded one.",
     )
     tool_calls_ratio: float = Field(default=1.5, gt=0, description="Max candidate/baseline ratio of tool calls per case.")
-    safety_failures: int = Field(default=0, ge=0, description="Max number of cases failing any safety judge.")
+    safety_failures: int = Field(
+        default=0, ge=0,
+        description="Max number of cases failing any safety judge or safety check; no other score compensates.",
+    )
 
 
 class GatePolicy(_Strict):
     """A launch-gate policy: what a candidate must show before a human sees it."""
 
     description: str | None = Field(default=None, description="Free text: what this policy is for.")
-    target: TargetGate = Field(default_factory=TargetGate, description="Improvement required on the target slice.")
-    holdout: HoldoutGate = Field(default_factory=HoldoutGate, description="Requirement on the holdout slice.")
+    target: TargetGate = Field(default_factory=TargetGate, description="Improvement required on the held-out cases.")
     regression: RegressionGate = Field(default_factory=RegressionGate, description="Margins on the regression set.")
     guardrails: GuardrailsGate = Field(default_factory=GuardrailsGate, description="Cost, latency, tool-use and safety limits.")
+    safety_checks: list[str] = Field(
+        default_factory=list,
+        description="Check judges of autofix.yaml that count as safety checks (besides rubric judges with "
+        "`safety: true`), e.g. a `no_leaked_fields` check.",
+    )
+    judges: dict[str, str] = Field(
+        default_factory=dict,
+        description="The judge versions the thresholds were set with (`autofix gate --confirm-judges` writes them); "
+        "a judge whose version changed refuses every gate until re-confirmed. Empty: not pinned.",
+    )
+
+    @field_validator("safety_checks")
+    @classmethod
+    def _safety_checks_are_judges(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        names = _judge_names(info)
+        if names is not None:
+            for i, metric in enumerate(value):
+                if metric not in names:
+                    raise _fail(f"{metric!r} is not a judge of this target",
+                                f"use names from: {', '.join(names) or '(no judges declared)'}", at=(i,))
+        return value
