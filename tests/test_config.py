@@ -435,7 +435,7 @@ def test_the_default_policy_needs_no_particular_judge_and_a_named_metric_must_ex
     assert result["exit_code"] == 2
     first = result["issues"][0]
     assert first["file"].endswith("gate.yaml") and first["path"] == "target.metric"
-    assert "use `slice`" in json.dumps(first)
+    assert "use `slice`" in validate("-c", "autofix.yaml").output
 
 
 def test_custom_policy_loads(target: Path) -> None:
