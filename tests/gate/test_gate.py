@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from litellm import CustomLLM
 from typer.testing import CliRunner
 
 from autofix.cli import app
@@ -240,3 +241,39 @@ def test_the_cli_exits_0_on_pass_and_100_on_refusal_with_the_reasons(target) -> 
     assert "REFUSED" in refused.stdout and "not significant" in refused.output
     unknown = runner.invoke(app, ["gate", "-c", config, "--candidate", "no-such-branch"])
     assert unknown.exit_code == 2 and "unknown ref" in unknown.output
+
+
+class FailingJudgeModel(CustomLLM):
+    """A judge model that is down: every call fails at the litellm boundary."""
+
+    def completion(self, *args, **kwargs):  # type: ignore[override]
+        import litellm
+
+        # not retried by litellm, so the test does not wait through back-offs
+        raise litellm.AuthenticationError("judge model unavailable: key revoked", "failing", "failing/judge")
+
+    async def acompletion(self, *args, **kwargs):  # type: ignore[override]
+        return self.completion()
+
+
+def test_an_errored_judge_means_a_missing_metric_and_refuses(target, monkeypatch) -> None:
+    import litellm
+    from litellm.utils import custom_llm_setup
+
+    import autofix.gate.runner as runner
+
+    monkeypatch.setattr(litellm, "custom_provider_map", [e for e in litellm.custom_provider_map
+                                                         if e.get("provider") != "failing"]
+                        + [{"provider": "failing", "custom_handler": FailingJudgeModel()}])
+    custom_llm_setup()
+    # helpfulness counts as calibrated here; its model then fails on every case
+    monkeypatch.setattr(runner, "_trusted_rubrics", lambda config: ({"helpfulness": True}, []))
+    config = load_config(target / "autofix.yaml")
+    config.model.judge = "failing/judge"
+    policy = target / "all-judges.yaml"
+    policy.write_text(POLICY.replace("metrics: [answer_correct]", "metrics: all"))
+    verdict = run_gate(config, candidate(target, "fix-errored", search_all=True), cluster="routing-1",
+                       sandbox_kind="local", policy_path=policy)
+    reasons = failed(verdict)
+    assert list(reasons) == ["regression helpfulness"]
+    assert "the judge errored" in reasons["regression helpfulness"] and "no verdict" in reasons["regression helpfulness"]

@@ -244,24 +244,34 @@ def _regression_metrics(config: AutofixConfig, policy: GatePolicy, trusted: dict
     return checks, [m for m in rubrics if trusted.get(m)]
 
 
-def _outcomes(config: AutofixConfig, run: Any, rubrics: list[str]) -> list[dict[str, Any]]:
-    """Per case: judge name -> CheckOutcome, the rubric judges (trusted ones only) added."""
+def _outcomes(config: AutofixConfig, run: Any, rubrics: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Per case: judge name -> CheckOutcome, the rubric judges (trusted ones only) added; and the rubric
+    judges that errored (gave no verdict on some case), with why."""
     per_case = [dict(s.checks) for s in run.scores]
+    errors: dict[str, str] = {}
     if rubrics:
         from autofix.judges.run import judge_cases
 
-        judged, _ = judge_cases(run.dataset.cases, run.results, config, use_rubrics=True, judges=rubrics)
+        judged, unavailable = judge_cases(run.dataset.cases, run.results, config, use_rubrics=True, judges=rubrics)
         for row, j in zip(per_case, judged):
             row.update({k: v for k, v in j.outcomes.items() if k in rubrics})
-    return per_case
+        for line in unavailable:
+            name = line.split(" ", 1)[0]
+            if name in rubrics:
+                errors[name] = line
+    return per_case, errors
 
 
 def _regression(config: AutofixConfig, policy: GatePolicy, base_run: Any, cand_run: Any, checks: list[str],
                 rubrics: list[str], verdict: GateVerdict) -> None:
     r = policy.regression
-    base_rows, cand_rows = _outcomes(config, base_run, rubrics), _outcomes(config, cand_run, rubrics)
+    (base_rows, base_errors), (cand_rows, cand_errors) = (_outcomes(config, base_run, rubrics),
+                                                          _outcomes(config, cand_run, rubrics))
     named = policy.regression.metrics != "all"
-    for metric in [*checks, *rubrics]:
+    for metric, why in {**base_errors, **cand_errors}.items():
+        verdict.checks.append(GateCheck(section="regression", name=f"regression {metric}", passed=False,
+                                        reason=f"the judge errored, so the metric is missing: {why}"))
+    for metric in [m for m in [*checks, *rubrics] if m not in base_errors and m not in cand_errors]:
         pairs = []
         for i, (b, c) in enumerate(zip(base_rows, cand_rows)):
             bo, co = b.get(metric), c.get(metric)
@@ -333,7 +343,10 @@ def _safety(config: AutofixConfig, policy: GatePolicy, cand_run: Any, trusted: d
     if not names:
         verdict.notes.append("no safety check or calibrated safety judge is configured: safety was not measured")
         return
-    rows = _outcomes(config, cand_run, [n for n in names if n not in policy.safety_checks])
+    rows, errors = _outcomes(config, cand_run, [n for n in names if n not in policy.safety_checks])
+    for name, why in errors.items():
+        verdict.checks.append(GateCheck(section="safety", name=f"safety {name}", passed=False,
+                                        reason=f"the safety judge errored, so safety is not measured: {why}"))
     failing = sorted({cand_run.dataset.cases[i].case_id for i, row in enumerate(rows)
                       for n in names if row.get(n) is not None and row[n].passed is False})
     allowed = policy.guardrails.safety_failures
