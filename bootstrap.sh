@@ -34,6 +34,16 @@ if ! .venv/bin/python -c "import autofix, helpdesk, llama_cpp" >/dev/null 2>&1; 
   log "installing Python packages (llama-cpp-python compiles from source: about 8 minutes the first time)"
   .venv/bin/pip install -q -c constraints.txt -e ".[test]" -e examples/helpdesk
 fi
+# The built-in optimizers are plugins like a researcher's: each its own distribution under optimizers/
+# (the template is not installed; its test installs a copy).
+optimizers=()
+for dir in optimizers/*/; do
+  [ -f "$dir/pyproject.toml" ] && [ "$dir" != "optimizers/template/" ] && optimizers+=(-e "$dir")
+done
+if [ ${#optimizers[@]} -gt 0 ] && ! .venv/bin/python -c "import autofix_gepa, autofix_retrieval_search, autofix_code_patch" >/dev/null 2>&1; then
+  log "installing the built-in optimizer plugins"
+  .venv/bin/pip install -q -c constraints.txt "${optimizers[@]}"
+fi
 
 if docker info >/dev/null 2>&1; then
   sandboxes/base/build.sh
