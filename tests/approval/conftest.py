@@ -133,7 +133,7 @@ class Tiny:
         commit, diff = self.candidate(n, edit or (lambda t: t.replace("Line 3 of", f"Line three (v{n}) of")))
         verdict = self.verdict(commit)
         with self.store() as store:
-            pid = store.enqueue(verdict, diff, lineage(self, commit))
+            pid = store.enqueue(verdict, diff, lineage(self, n))
         return pid, diff, verdict
 
     def commit_on_main(self, rel: str, text: str, message: str = "a colleague's change") -> str:
@@ -148,9 +148,9 @@ class Tiny:
             return [e.action for e in store.audit_log(pid)]
 
 
-def lineage(tiny: Tiny, commit: str) -> Lineage:
+def lineage(tiny: Tiny, n: int) -> Lineage:
     return Lineage(trace_ids=[t["trace_id"] for t in TRACES], cluster=CLUSTER, optimizer="scripted",
-                   run_id=tiny.run_id, branch=f"autofix/{tiny.run_id}/{CLUSTER}/1", description="kinder wording",
+                   run_id=tiny.run_id, branch=f"autofix/{tiny.run_id}/{CLUSTER}/{n}", description=f"kinder wording {n}",
                    rationale="users asked twice", models={"target": "autofix-local/smollm2-135m-instruct",
                                                           "optimizer": "scripted/optimizer"},
                    cost_usd=0.0123, metric_calls=42)

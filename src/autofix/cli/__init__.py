@@ -22,3 +22,8 @@ app.command("gate")(__import__("autofix.cli.gate_cmd", fromlist=["gate"]).gate)
 app.command("optimize")(__import__("autofix.cli.optimize_cmd", fromlist=["optimize"]).optimize)
 app.add_typer(__import__("autofix.cli.optimize_cmd", fromlist=["optimizers_app"]).optimizers_app, name="optimizers")
 app.command("label")(__import__("autofix.cli.label_cmd", fromlist=["label"]).label)
+# approval: the queue (`review list|show`), `approve` and `reject`
+_review = __import__("autofix.cli.review_cmd", fromlist=["review_app"])
+app.add_typer(_review.review_app, name="review")
+app.command("approve")(_review.approve)
+app.command("reject")(_review.reject)
