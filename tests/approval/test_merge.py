@@ -92,6 +92,21 @@ def test_a_failing_revalidation_is_refused(tiny, fake_gate) -> None:
     assert log[1].detail["passed"] is False and log[1].detail["base_commit"] == moved
 
 
+def test_a_gate_that_cannot_run_refuses(tiny, monkeypatch) -> None:
+    import autofix.gate.runner as runner
+
+    def broken(config, candidate, **kwargs):
+        raise runner.GateError("unknown ref: nothing")
+
+    monkeypatch.setattr(runner, "run_gate", broken)
+    pid, _, _ = tiny.enqueue(1)
+    moved = tiny.commit_on_main("replay.py", "print('replay v2')\n")
+    with pytest.raises(DecisionRefused, match="could not run: GateError: unknown ref: nothing"):
+        approve(tiny.config, pid, "alice", revalidate=True)
+    assert tiny.head() == moved
+    assert tiny.audit_actions(pid) == ["enqueue", "revalidate", "approve_refused"]
+
+
 def test_a_change_that_conflicts_with_the_new_head_is_refused(tiny, fake_gate) -> None:
     calls = fake_gate(True)
     pid, _, _ = tiny.enqueue(1)

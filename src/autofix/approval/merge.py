@@ -213,8 +213,14 @@ def _revalidate(config: object, store: ApprovalStore, target: TargetBranch, reco
     finally:
         manager.remove(candidate, delete_branch=not committed)
     on_event(f"re-validating {commit.sha[:12]} on {candidate.branch} against {head[:12]}")
-    verdict = run_gate(config, commit.sha, base=head, cluster=record.cluster, sandbox_kind=sandbox_kind,
-                       on_event=on_event)
+    try:
+        verdict = run_gate(config, commit.sha, base=head, cluster=record.cluster, sandbox_kind=sandbox_kind,
+                           on_event=on_event)
+    except Exception as exc:  # noqa: BLE001 - the gate could not run (GateError, a sandbox, a dataset): refuse
+        store.record(by, "revalidate", record.id, {"commit": commit.sha, "branch": candidate.branch,
+                                                   "base_commit": head, "passed": False, "error": str(exc)})
+        raise DecisionRefused(f"re-validation of {record.id} on {target.branch} at {head[:12]} could not run: "
+                              f"{type(exc).__name__}: {exc}") from None
     store.record(by, "revalidate", record.id, {
         "commit": commit.sha, "branch": candidate.branch, "base_commit": head, "passed": verdict.passed,
         "verdict_id": verdict.verdict_id, "reasons": verdict.reasons, "verdict": verdict.model_dump(mode="json")})
