@@ -119,3 +119,34 @@ def test_a_rejected_change_is_not_queued_again(tiny) -> None:
         with pytest.raises(PreviouslyRejected, match="rejected before \\(p-0001, by rita.*too casual"):
             store.enqueue(tiny.verdict(commit), again, {"cluster": "prompt-tone-1"})
         assert [p.id for p in store.proposals()] == [pid]
+
+
+def test_targets_can_share_one_database(tiny, tmp_path) -> None:
+    commit, diff = tiny.candidate(1, lambda t: t.replace("Line 3", "Line three"))
+    verdict = tiny.verdict(commit)
+    shared = f"sqlite:///{tmp_path / 'team.db'}"
+    with ApprovalStore(shared, project="helpdesk") as helpdesk, ApprovalStore(shared, project="billing") as billing:
+        assert helpdesk.enqueue(verdict, diff, {}) == "p-0001"
+        assert billing.proposals() == []
+        with pytest.raises(ProposalNotFound):
+            billing.get("p-0001")
+        assert billing.enqueue(verdict, diff, {}) == "p-0002"  # its own entry, its own id
+        assert helpdesk.mark_rejected("p-0001", by="rita", reason="no")
+        assert helpdesk.was_rejected(diff, "prompt-tone-1") and not billing.was_rejected(diff, "prompt-tone-1")
+    with ApprovalStore(shared) as everything:
+        assert [(p.id, p.project) for p in everything.proposals()] == [("p-0001", "helpdesk"), ("p-0002", "billing")]
+
+
+def test_the_lineage_of_an_optimizer_candidate() -> None:
+    from autofix.optimize.engine import CandidateRecord, TrainScore
+
+    record = CandidateRecord(
+        id="prompt-tone-1/1", optimizer="gepa", branch="autofix/opt-1/prompt-tone-1/1", commit="c" * 40,
+        base_commit="b" * 40, diff="", files=["prompts/system.md"], description="kinder wording",
+        rationale="users asked twice", train=TrainScore(base_score=0.0, score=0.8, verified=True), cost_usd=0.5,
+        metric_calls=30, lineage={"cluster": "prompt-tone-1", "optimizer": "gepa", "iterations": 4})
+    lineage = Lineage.from_candidate(record, run_id="opt-1", trace_ids=["t001"], models={"optimizer": "m"})
+    assert (lineage.cluster, lineage.optimizer, lineage.branch, lineage.run_id) == (
+        "prompt-tone-1", "gepa", "autofix/opt-1/prompt-tone-1/1", "opt-1")
+    assert (lineage.cost_usd, lineage.metric_calls, lineage.trace_ids) == (0.5, 30, ["t001"])
+    assert lineage.model_extra == {"iterations": 4}

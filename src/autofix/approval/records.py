@@ -51,6 +51,7 @@ class ProposalRecord(BaseModel):
     """One entry of the approval queue: a gate-passing candidate, its diff, verdict, lineage and decision."""
 
     id: str = Field(description="`p-0001`")
+    project: str = Field(default="", description="autofix.yaml's `project` (the store may be shared)")
     status: Status
     branch: str | None = Field(description="the candidate branch")
     commit: str = Field(description="the validated commit")

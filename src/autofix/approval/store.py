@@ -65,9 +65,10 @@ proposals = Table(
     "proposals", metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("id", String(32), nullable=False, unique=True),
+    Column("project", String(256), nullable=False),
     Column("status", String(16), nullable=False),
     Column("branch", String(512)),
-    Column("commit", String(64), nullable=False, unique=True),
+    Column("commit", String(64), nullable=False),
     Column("tree", String(64), nullable=False),
     Column("base_commit", String(64), nullable=False),
     Column("base_tree", String(64), nullable=False),
@@ -87,6 +88,7 @@ proposals = Table(
     Column("merged_tree", String(64)),
     Column("revalidated_verdict", JSON),
     Column("feedback_commit", String(64)),
+    UniqueConstraint("project", "commit"),
 )
 
 audit = Table(
@@ -103,13 +105,14 @@ audit = Table(
 rejected_changes = Table(
     "rejected_changes", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(256), nullable=False),
     Column("diff_sha256", String(64), nullable=False),
     Column("cluster", String(256), nullable=False),
     Column("proposal_id", String(32), nullable=False),
     Column("reason", Text, nullable=False),
     Column("rejected_by", String(256), nullable=False),
     Column("rejected_at", String(40), nullable=False),
-    UniqueConstraint("diff_sha256", "cluster", "proposal_id"),
+    UniqueConstraint("project", "diff_sha256", "cluster", "proposal_id"),
 )
 
 for _what in ("UPDATE", "DELETE"):
@@ -148,7 +151,8 @@ def configured_url(config: Any) -> str | None:
 def open_store(config: Any, url: str | None = None) -> ApprovalStore:
     """The approval store of a target: `url`, else `approval.url` of its autofix.yaml, else
     `<state_dir>/approval.sqlite3`."""
-    return ApprovalStore(url or configured_url(config) or default_url(config.state_path))
+    return ApprovalStore(url or configured_url(config) or default_url(config.state_path),
+                         project=getattr(config, "project", None))
 
 
 def _proposal_number(pid: str) -> int:
@@ -156,10 +160,15 @@ def _proposal_number(pid: str) -> int:
 
 
 class ApprovalStore:
-    """The queue, the audit log and the rejected changes behind one SQLAlchemy URL (see the module doc)."""
+    """The queue, the audit log and the rejected changes behind one SQLAlchemy URL (see the module doc).
 
-    def __init__(self, url: str):
+    `project` (autofix.yaml's `project`) scopes it, so targets can share one database: the queue lists,
+    and `get` finds, only that project's proposals, and rejections count within it.
+    """
+
+    def __init__(self, url: str, *, project: str | None = None):
         self.url = url
+        self.project = project
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs: dict[str, Any] = {}
@@ -213,7 +222,7 @@ class ApprovalStore:
             if earlier is not None:
                 raise PreviouslyRejected(earlier)
         row = {
-            "status": "pending", "branch": lineage.branch or verdict.candidate_ref,
+            "project": self.project or "", "status": "pending", "branch": lineage.branch or verdict.candidate_ref,
             "commit": verdict.candidate_commit, "tree": verdict.candidate_tree,
             "base_commit": verdict.base_commit, "base_tree": verdict.base_tree, "cluster": cluster,
             "optimizer": lineage.optimizer, "diff": diff, "diff_sha256": digest,
@@ -240,10 +249,10 @@ class ApprovalStore:
     def get(self, proposal_id: str) -> ProposalRecord:
         """The proposal; ProposalNotFound naming the ones that exist when there is none."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(proposals).where(proposals.c.id == proposal_id)).mappings().first()
+            row = conn.execute(self._scoped(select(proposals).where(proposals.c.id == proposal_id))).mappings().first()
             if row is None:
-                known = [r for r in conn.execute(select(proposals.c.id).order_by(proposals.c.seq.desc()).limit(10))
-                         .scalars()]
+                known = [r for r in conn.execute(self._scoped(select(proposals.c.id))
+                                                 .order_by(proposals.c.seq.desc()).limit(10)).scalars()]
         if row is None:
             shown = ", ".join(reversed(known)) if known else "the queue is empty"
             raise ProposalNotFound(f"no proposal {proposal_id!r} in {self.where} ({shown}); "
@@ -252,14 +261,14 @@ class ApprovalStore:
 
     def find_by_commit(self, commit: str) -> ProposalRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(proposals).where(proposals.c.commit == commit)).mappings().first()
+            row = conn.execute(self._scoped(select(proposals).where(proposals.c.commit == commit))).mappings().first()
         return _record(row) if row is not None else None
 
     def proposals(self, status: str | None = None) -> list[ProposalRecord]:
         """The queue, oldest first; only those with `status` when given."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
-        query = select(proposals).order_by(proposals.c.seq)
+        query = self._scoped(select(proposals)).order_by(proposals.c.seq)
         if status is not None:
             query = query.where(proposals.c.status == status)
         with self.engine.connect() as conn:
@@ -312,7 +321,7 @@ class ApprovalStore:
             row = conn.execute(select(proposals.c.diff_sha256, proposals.c.cluster)
                                .where(proposals.c.id == proposal_id)).first()
             conn.execute(insert(rejected_changes).values(
-                diff_sha256=row.diff_sha256, cluster=row.cluster or "", proposal_id=proposal_id, reason=reason,
+                project=self.project or "", diff_sha256=row.diff_sha256, cluster=row.cluster or "", proposal_id=proposal_id, reason=reason,
                 rejected_by=by, rejected_at=at))
             self._append(conn, by, "reject", proposal_id, {"reason": reason, "diff_sha256": row.diff_sha256,
                                                           "cluster": row.cluster})
@@ -322,7 +331,8 @@ class ApprovalStore:
 
     def rejection(self, diff: str, cluster: str | None) -> RejectedChange | None:
         """The latest rejection of this change (normalized diff) for this cluster, None if it was never rejected."""
-        query = (select(rejected_changes).where(rejected_changes.c.diff_sha256 == diff_sha256(diff),
+        query = (select(rejected_changes).where(rejected_changes.c.project == (self.project or ""),
+                                                rejected_changes.c.diff_sha256 == diff_sha256(diff),
                                                 rejected_changes.c.cluster == (cluster or ""))
                  .order_by(rejected_changes.c.id.desc()))
         with self.engine.connect() as conn:
@@ -342,6 +352,9 @@ class ApprovalStore:
         """Append one entry to the audit log; its id."""
         with self._tx() as conn:
             return self._append(conn, actor, action, proposal_id, detail or {})
+
+    def _scoped(self, query: Any) -> Any:
+        return query.where(proposals.c.project == self.project) if self.project is not None else query
 
     @staticmethod
     def _append(conn: Connection, actor: str, action: str, proposal_id: str | None, detail: dict[str, Any]) -> int:
