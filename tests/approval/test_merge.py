@@ -138,3 +138,45 @@ def test_an_approver_must_be_named(tiny) -> None:
     with pytest.raises(ValueError, match="--by NAME"):
         approve(tiny.config, pid, "  ")
 
+
+
+def test_an_approval_interrupted_before_the_merge_is_finished_by_approving_again(tiny, monkeypatch) -> None:
+    from autofix.approval.branch import TargetBranch
+
+    pid, _, verdict = tiny.enqueue(1)
+    base = tiny.head()
+
+    def crash(self, commit, *, expected_head):
+        raise KeyboardInterrupt  # the approver's terminal closed between the decision and the merge
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TargetBranch, "fast_forward", crash)
+        with pytest.raises(KeyboardInterrupt):
+            approve(tiny.config, pid, "alice", feedback=False)
+    assert tiny.head() == base
+    with tiny.store() as store:
+        assert store.get(pid).status == "approved"
+    result = approve(tiny.config, pid, "alice", feedback=False)
+    assert result.merged_commit == verdict.candidate_commit == tiny.head()
+    assert tiny.audit_actions(pid) == ["enqueue", "approve", "merge"]
+
+
+
+def test_untracked_files_in_the_way_refuse_before_deciding(tiny) -> None:
+    manager = tiny.manager()
+    cand = manager.create("prompt-tone-1", 1)
+    (cand.target_path / "prompts" / "extra.md").write_text("Be brief.\n")
+    commit = manager.commit(cand, optimizer="scripted", description="an extra prompt",
+                            allowed_globs=tiny.config.surface_globs()).sha
+    diff = manager.diff(cand).patch
+    manager.remove(cand, delete_branch=False)
+    with tiny.store() as store:
+        pid = store.enqueue(tiny.verdict(commit), diff, {"cluster": "prompt-tone-1"})
+    (tiny.root / "prompts" / "extra.md").write_text("my own notes\n")
+    with pytest.raises(DecisionRefused, match=r"untracked files .* would be overwritten by the merge: prompts/extra\.md"):
+        approve(tiny.config, pid, "alice")
+    with tiny.store() as store:
+        assert store.get(pid).status == "pending"  # refused before the decision
+    (tiny.root / "prompts" / "extra.md").unlink()
+    assert approve(tiny.config, pid, "alice", feedback=False).merged_commit == commit
+    assert (tiny.root / "prompts" / "extra.md").read_text() == "Be brief.\n"

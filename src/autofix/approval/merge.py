@@ -108,6 +108,11 @@ def _approve(config: object, store: ApprovalStore, record: ProposalRecord, by: s
                 f"(`autofix approve {record.id} --by {by} --revalidate`) or reject it")
         revalidated = _revalidate(config, store, target, record, head, by, sandbox_kind, on_event)
         verdict = revalidated
+    if head != verdict.candidate_commit:
+        in_the_way = target.untracked_in_the_way(head, verdict.candidate_commit)
+        if in_the_way:
+            raise DecisionRefused(f"untracked files in {target.root} would be overwritten by the merge: "
+                                  f"{', '.join(in_the_way[:10])}; move them away and approve again")
     if record.status == "pending" and not store.mark_approved(record.id, by=by, note=note,
                                                               target_branch=target.branch):
         now_ = store.get(record.id)

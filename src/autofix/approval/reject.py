@@ -9,7 +9,7 @@ from autofix.approval.store import ApprovalStore, open_store
 
 def reject(config: object, proposal_id: str, by: str, reason: str, *,
            store: ApprovalStore | None = None) -> ProposalRecord:
-    """Reject a pending proposal; the updated record.
+    """Reject a pending proposal (or an approved one whose merge never happened); the updated record.
 
     Raises ValueError (no approver or no reason given), ProposalNotFound, or DecisionRefused when it is not
     pending any more (the refusal is audited). The candidate branch is left as it is."""
@@ -22,7 +22,7 @@ def reject(config: object, proposal_id: str, by: str, reason: str, *,
     store = store or open_store(config)
     try:
         record = store.get(proposal_id)
-        if record.status != "pending" or not store.mark_rejected(record.id, by=by, reason=reason):
+        if record.status not in ("pending", "approved") or not store.mark_rejected(record.id, by=by, reason=reason):
             record = store.get(proposal_id)
             why = (f"{record.id} is {record.status} (decided by {record.decided_by} at {record.decided_at}); "
                    f"only a pending proposal can be rejected")

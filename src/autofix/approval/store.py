@@ -8,6 +8,7 @@ SQLAlchemy Core, so any SQLAlchemy URL serves (a shared Postgres for a team); by
     store.get(pid).status              # "pending"
     store.was_rejected(diff, "retrieval-1")
 
+`open_store` scopes the store to the target's `project`, so several targets can share one database.
 Only a verdict that passed enters the queue, once per candidate commit (a resumed run gets the existing id
 back). A change rejected before is refused too (`PreviouslyRejected`), so a later run cannot put the same
 diff for the same cluster in front of a human again. The audit log has no update or delete here; on SQLite
@@ -310,11 +311,13 @@ class ApprovalStore:
             conn.execute(update(proposals).where(proposals.c.id == proposal_id).values(feedback_commit=commit))
 
     def mark_rejected(self, proposal_id: str, *, by: str, reason: str) -> bool:
-        """Reject a pending proposal and remember its change as rejected for its cluster."""
+        """Reject a pending proposal (or an approved one whose merge never happened) and remember its change as
+        rejected for its cluster."""
         with self._tx() as conn:
             at = now()
             done = conn.execute(update(proposals).where(proposals.c.id == proposal_id,
-                                                        proposals.c.status == "pending")
+                                                        proposals.c.status.in_(("pending", "approved")),
+                                                        proposals.c.merged_commit.is_(None))
                                 .values(status="rejected", decided_by=by, decided_at=at, reason=reason)).rowcount == 1
             if not done:
                 return False
