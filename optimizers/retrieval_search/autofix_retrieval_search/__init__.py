@@ -1,0 +1,1 @@
+"""autofix's retrieval auto-research optimizer: an Optuna search over `surfaces.retrieval.space`."""
