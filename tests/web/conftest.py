@@ -4,9 +4,14 @@ by the real WorktreeManager, gate verdicts built directly and queued (as tests/a
 from __future__ import annotations
 
 import json
+import os
+import queue
 import re
+import signal
 import subprocess
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,3 +176,65 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
     assert found, "the page has no form with a csrf field"
     return found.group(1)
+
+
+@dataclass
+class Server:
+    """`autofix serve` running in a subprocess; `info` is the JSON line it printed (url, host, port, ...)."""
+
+    proc: subprocess.Popen
+    info: dict
+
+    @property
+    def url(self) -> str:
+        return self.info["url"]
+
+    @property
+    def base(self) -> str:
+        return self.url.split("/?", 1)[0]
+
+    def stop(self) -> tuple[str, str]:
+        """Stop it (SIGINT, as Ctrl-C); what it wrote after the JSON line (stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        return out, err
+
+
+def start_server(config_file: Path, *args: str, timeout: float = 60) -> Server:
+    """Run `autofix serve -c CONFIG --port 0 --json ARGS` and wait for the line with its URL."""
+    command = [sys.executable, "-m", "autofix", "serve", "-c", str(config_file), "--port", "0", "--json", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError(f"autofix serve printed no URL in {timeout} s: {proc.stderr.read()}") from None
+    if not line:
+        proc.wait()
+        raise AssertionError(f"autofix serve exited {proc.returncode}: {proc.stderr.read()}")
+    return Server(proc=proc, info=json.loads(line))
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    """Start `autofix serve` subprocesses; each is stopped at the end of the test."""
+    started: list[Server] = []
+
+    def start(config_file: Path, *args: str) -> Server:
+        server = start_server(config_file, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

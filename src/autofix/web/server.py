@@ -4,8 +4,8 @@
     url = bound.url(guard.token)               # http://127.0.0.1:8765/?token=...
     run(create_app(config, guard=guard), bound)
 
-The socket is bound before anything is printed, so a port in use is an error at once, and port 0 picks a free
-port whose number is in the URL. uvicorn's access log is off: it would write the token of the first request.
+The socket is bound and listening before anything is printed, so a port in use is an error at once, the URL
+works as soon as it is shown, and port 0 picks a free port whose number is in the URL. uvicorn's access log is off: it would write the token of the first request.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class BindError(OSError):
 
 @dataclass
 class Bound:
-    """A bound, not yet listening, socket and what the URL shows."""
+    """A bound, listening socket (not yet served) and what the URL shows."""
 
     sock: socket.socket
     host: str
@@ -79,7 +79,7 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, allow_remote: bo
         sock.close()
         hint = "; pick another with --port (or --port 0 for a free one)" if exc.errno in (98, 48) else ""
         raise BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
-    sock.set_inheritable(True)
+    sock.listen(128)  # connections wait in the backlog from now on, so the printed URL works at once
     return Bound(sock=sock, host=host, port=sock.getsockname()[1], loopback=loopback)
 
 
