@@ -12,6 +12,7 @@ need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v iptables >/dev/null || need_apt+=(iptables)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the review page's browser test (Playwright drives it)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq
