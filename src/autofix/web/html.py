@@ -82,7 +82,7 @@ def diff_block(diff: str) -> Html:
         else:
             cls = "ctx"
         lines.append(f'<span class="{cls}">{e(line) or " "}</span>')
-    return Html('<pre class="diff">' + "\n".join(lines) + "</pre>")
+    return Html('<pre class="diff">' + "".join(lines) + "</pre>")  # each line a block: no newline between
 
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[Any]], *, cls: str = "") -> Html:
@@ -138,7 +138,7 @@ pre.diff .hunk { color:#6639ba; background:#f4f0fb; } pre.diff .file { color:var
 dl.facts { display:grid; grid-template-columns:max-content 1fr; gap:.2rem 1rem; margin:0; }
 dl.facts dt { font-weight:600; color:var(--muted); } dl.facts dd { margin:0; word-break:break-word; }
 .examples .pair { display:grid; grid-template-columns:1fr 1fr; gap:.6rem; margin-top:.4rem; }
-.examples .pair div { border:1px solid var(--line); border-radius:4px; padding:.4rem; background:#fbfbfc; }
+.examples .pair > div { border:1px solid var(--line); border-radius:4px; padding:.4rem; background:#fbfbfc; }
 .examples .fixed { border-left:4px solid var(--ok); } .examples .regressed { border-left:4px solid var(--bad); }
 .label { font-size:.8rem; font-weight:600; color:var(--muted); text-transform:uppercase; letter-spacing:.03em; }
 .decide { display:grid; grid-template-columns:1fr 1fr; gap:1rem; }

@@ -116,12 +116,12 @@ class DecisionForm:
 
 def _verdict(verdict: Any, title: str) -> Html:
     outcome = '<span class="pass">passed</span>' if verdict.passed else '<span class="fail">refused</span>'
-    rows = [[c.section, c.name, Html(f'<span class="num">{e(num(c.value))}</span>'), num(c.threshold),
-             num(c.margin), ok(c.passed), c.reason] for c in verdict.checks]
+    rows = [[c.section, c.name, num(c.value), num(c.threshold), num(c.margin), ok(c.passed), c.reason]
+            for c in verdict.checks]
     notes = "".join(f'<p class="hint">note: {e(n)}</p>' for n in verdict.notes)
     judges = ", ".join(f"{k} {v}" for k, v in verdict.judges.items()) or "-"
     return Html(f"""<h2>{e(title)}: {outcome}</h2>
-<p class="hint">policy {e(verdict.policy)} · judges {e(judges)} · {e(verdict.unchanged)} cases unchanged ·
+<p class="hint">policy {e(verdict.policy)} · judges {e(judges)} · {e(verdict.unchanged)} case{"" if verdict.unchanged == 1 else "s"} unchanged ·
 created {e(verdict.created_at)}</p>
 {table(["section", "check", "value", "threshold", "margin", "pass/fail", "reason"], rows, cls="verdict")}
 {notes}""")
@@ -291,7 +291,7 @@ def _label_form(cluster: str, view: CaseView, form: LabelForm) -> Html:
     cid = view.case.case_id
     mine = form.case_id == cid
     v = form.values if mine else {}
-    opened = " open" if mine or view.label is None else ""
+    opened = " open" if mine else ""  # closed until clicked (a cluster may have many cases), open after bad input
     summary = "Replace the label" if view.label is not None else "Add a label"
     slug = path_part(cid)
     return Html(f"""<details{opened}><summary>{summary}</summary>
