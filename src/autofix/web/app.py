@@ -167,7 +167,7 @@ def create_app(config: AutofixConfig, *, guard: Guard | None = None, store_url: 
         revalidate = fields.get("revalidate", "") in ("on", "1", "true", "yes")
         form = views.DecisionForm(csrf=guard.csrf, by=by, note=note, revalidate=revalidate)
         if not by:
-            return show(pid, form, [("error", ("Approval not made: give your name (it goes to the audit log with "
+            return await run_in_threadpool(show, pid, form, [("error", ("Approval not made: give your name (it goes to the audit log with "
                                               "the decision)."))], 400)
 
         def run() -> Any:
@@ -179,9 +179,9 @@ def create_app(config: AutofixConfig, *, guard: Guard | None = None, store_url: 
         except ProposalNotFound as exc:
             return message(404, "No such proposal", str(exc.args[0] if exc.args else exc))
         except ValueError as exc:
-            return show(pid, form, [("error", f"Approval not made: {exc}")], 400)
+            return await run_in_threadpool(show, pid, form, [("error", f"Approval not made: {exc}")], 400)
         except (ApprovalError, GitError, WorktreeError, OSError) as exc:
-            return show(pid, form, [("error", f"Approval refused: {exc}")], 409)
+            return await run_in_threadpool(show, pid, form, [("error", f"Approval refused: {exc}")], 409)
         return remember(RedirectResponse(f"{views.proposal_url(pid)}?done=approved", status_code=303), by)
 
     @app.post("/proposals/{pid}/reject", response_class=HTMLResponse)
@@ -194,7 +194,7 @@ def create_app(config: AutofixConfig, *, guard: Guard | None = None, store_url: 
         form = views.DecisionForm(csrf=guard.csrf, by=by, reason=reason)
         missing = [what for what, value in (("your name", by), ("a reason", reason)) if not value]
         if missing:
-            return show(pid, form, [("error", (f"Rejection not made: give {' and '.join(missing)} (both go to the "
+            return await run_in_threadpool(show, pid, form, [("error", (f"Rejection not made: give {' and '.join(missing)} (both go to the "
                                               f"audit log; later runs and the optimizer's authors read the reason)."))],
                         400)
 
@@ -207,9 +207,9 @@ def create_app(config: AutofixConfig, *, guard: Guard | None = None, store_url: 
         except ProposalNotFound as exc:
             return message(404, "No such proposal", str(exc.args[0] if exc.args else exc))
         except ValueError as exc:
-            return show(pid, form, [("error", f"Rejection not made: {exc}")], 400)
+            return await run_in_threadpool(show, pid, form, [("error", f"Rejection not made: {exc}")], 400)
         except ApprovalError as exc:
-            return show(pid, form, [("error", f"Rejection refused: {exc}")], 409)
+            return await run_in_threadpool(show, pid, form, [("error", f"Rejection refused: {exc}")], 409)
         return remember(RedirectResponse(f"{views.proposal_url(pid)}?done=rejected", status_code=303), by)
 
     # ------------------------------------------------------------------ labelling a cluster's cases
@@ -245,23 +245,23 @@ def create_app(config: AutofixConfig, *, guard: Guard | None = None, store_url: 
         form = views.LabelForm(csrf=guard.csrf, by=by, values=fields, case_id=case_id)
         path = config.dataset_path("labels")
         if path is None:
-            return labels_view(cluster, form, [("error", ("Label not saved: datasets.labels is not set in "
+            return await run_in_threadpool(labels_view, cluster, form, [("error", ("Label not saved: datasets.labels is not set in "
                                                          "autofix.yaml."))], 409)
         try:
-            _, cases = _slice(config, cluster)
+            _, cases = await run_in_threadpool(_slice, config, cluster)
         except (DatasetError, LabelError) as exc:
             return message(404, f"Cluster {cluster}", str(exc))
         if case_id not in {c.case.case_id for c in cases}:
-            return labels_view(cluster, form, [("error", (f"Label not saved: {case_id or '(no case)'} is not a case "
+            return await run_in_threadpool(labels_view, cluster, form, [("error", (f"Label not saved: {case_id or '(no case)'} is not a case "
                                                          f"of cluster {cluster}."))], 400)
         if not by:
-            return labels_view(cluster, form, [("error", (f"Label for {case_id} not saved: give your name (it is "
+            return await run_in_threadpool(labels_view, cluster, form, [("error", (f"Label for {case_id} not saved: give your name (it is "
                                                          f"kept with the label)."))], 400)
         expected = {"must_include": _lines(fields.get("must_include", "")),
                     "must_not_include": _lines(fields.get("must_not_include", "")),
                     "doc_ids": _ids(fields.get("doc_ids", "")), "answer": fields.get("answer", "").strip()}
         if not any(expected.values()):
-            return labels_view(cluster, form, [("error", (f"Label for {case_id} not saved: give at least one of must "
+            return await run_in_threadpool(labels_view, cluster, form, [("error", (f"Label for {case_id} not saved: give at least one of must "
                                                          f"include, must not include, document ids or a reference "
                                                          f"answer (a note alone gives a check nothing to read)."))], 400)
         try:
@@ -269,7 +269,7 @@ def create_app(config: AutofixConfig, *, guard: Guard | None = None, store_url: 
                           note=fields.get("note", "").strip() or None)
             await run_in_threadpool(append_labels, path, [label])
         except (ValueError, OSError) as exc:
-            return labels_view(cluster, form, [("error", f"Label for {case_id} not saved: {exc}")], 400)
+            return await run_in_threadpool(labels_view, cluster, form, [("error", f"Label for {case_id} not saved: {exc}")], 400)
         target = f"{views.labels_url(cluster)}?{urlencode({'done': 'labelled', 'case': case_id})}#case-{quote(case_id, safe='')}"
         return remember(RedirectResponse(target, status_code=303), by)
 
