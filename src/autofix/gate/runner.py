@@ -370,12 +370,14 @@ def run_gate(
     cluster: str | None = None,
     policy_path: Path | None = None,
     sandbox_kind: str | None = None,
+    out_dir: Path | None = None,
     on_event: EventCallback = lambda message: None,
 ) -> GateVerdict:
     """Gate `candidate` (a ref) against `base` (default: its merge-base with HEAD); see the module doc.
 
     `cluster`: the triage cluster the candidate fixes (its held-out cases are the target); without it only
-    the regression, guardrail and safety sections apply (a pull request of the team's own).
+    the regression, guardrail and safety sections apply (a pull request of the team's own). The verdict is
+    written to `out_dir/verdict.json` (default `<state>/gate/<verdict id>/`).
     """
     from autofix.worktrees.registry import find_repository
 
@@ -421,7 +423,7 @@ def run_gate(
         _safety(config, policy, cand_reg, trusted, verdict)
     verdict.passed = bool(verdict.checks) and all(c.passed for c in verdict.checks)
     verdict.wall_s = time.monotonic() - clock
-    out = config.state_path / "gate" / verdict.verdict_id
+    out = out_dir or config.state_path / "gate" / verdict.verdict_id
     out.mkdir(parents=True, exist_ok=True)
     (out / "verdict.json").write_text(verdict.model_dump_json(indent=2), encoding="utf-8")
     return verdict

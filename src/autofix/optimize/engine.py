@@ -139,9 +139,15 @@ def optimize_cluster(
     max_candidates: int = 3,
     seed: int = 0,
     sandbox_kind: str | None = None,
+    first_n: int = 1,
+    out_dir: Path | None = None,
     on_event: EventCallback = lambda message: None,
 ) -> OptimizeResult:
-    """Run one optimizer (`optimizer`) or every one serving the cluster's category; see the module doc."""
+    """Run one optimizer (`optimizer`) or every one serving the cluster's category; see the module doc.
+
+    Candidates are numbered from `first_n` (a run that optimizes one cluster several times gives each
+    pass its own range); artifacts go to `out_dir` (default `<state>/optimize/<run>/<cluster>`).
+    """
     clock = time.monotonic()
     run_id = run_id or new_run_id()
     cluster = read_cluster(config, cluster_id)
@@ -179,8 +185,8 @@ def optimize_cluster(
     surfaces = surface_files(config)
     allowed = {s.path for s in surfaces}
     spend = Spend(budget or Budget())
-    out_dir = config.state_path / "optimize" / run_id / cluster_id
-    n = 0
+    out_dir = out_dir or config.state_path / "optimize" / run_id / cluster_id
+    n = first_n - 1
     for entry in entries:
         name = entry.name
         work_dir = out_dir / _slug(name)
