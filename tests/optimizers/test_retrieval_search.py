@@ -214,6 +214,31 @@ def test_trials_breaking_a_guardrail_are_never_proposed(tmp_path) -> None:
         assert p.metadata["ratios"]["tokens"] <= 1.25
 
 
+def test_local_search_finds_the_feasible_corner_of_a_space_the_guardrail_mostly_rules_out(tmp_path) -> None:
+    # as on the helpdesk: tokens grow with chunk_size x top_k, so only small contexts stay within x1.25
+    space = {**SPACE, "chunk_overlap": IntParam(type="int", low=0, high=80, step=10)}
+    text = RETRIEVAL + "chunk_overlap: 0\n"
+
+    def score(v: dict, case_id: str) -> float:
+        if v["chunk_overlap"] >= v["chunk_size"]:
+            return 0.0  # the target refuses the configuration: every case fails
+        return min(1.0, 0.2 + 0.1 * min(v["top_k"], 4) - 0.3 * abs(v["bm25_b"] - 0.9) + 0.05 * v["title_in_chunks"])
+
+    task, _ = make_task(tmp_path, score, n_cases=12, space=space, text=text,
+                        tokens=lambda v: int(300 + 2.0 * v["chunk_size"] * v["top_k"]))
+    proposals = RetrievalSearch(max_trials=10).propose(task)
+    table = json.loads((task.work_dir / "trials.json").read_text())
+    assert [r["origin"] for r in table["trials_table"]][:4] == ["base", "sampler", "sampler", "local"]
+    assert proposals and all(p.metadata["ratios"]["tokens"] <= 1.25 for p in proposals)
+    assert proposals[0].train_score > task.base.score
+    without, _ = make_task(tmp_path / "tpe-only", score, n_cases=12, space=space, text=text,
+                           tokens=lambda v: int(300 + 2.0 * v["chunk_size"] * v["top_k"]))
+    RetrievalSearch(max_trials=10, local_search=False).propose(without)
+    tpe_only = json.loads((without.work_dir / "trials.json").read_text())
+    feasible = [r for r in table["trials_table"] if r["status"] == "complete" and r["feasible"]]
+    assert len(feasible) > len([r for r in tpe_only["trials_table"] if r["status"] == "complete" and r["feasible"]])
+
+
 def test_a_trial_far_past_a_guardrail_stops_after_one_case(tmp_path) -> None:
     task, seen = make_task(tmp_path, by_top_k, tokens=lambda v: 100 * v["top_k"], space={"top_k": SPACE["top_k"]})
     RetrievalSearch(max_trials=8).propose(task)

@@ -5,8 +5,13 @@ scored by replaying the cluster's training cases, with the gate's guardrails as 
     task.files("retrieval")[0]   the file the values are written into (a minimal diff)
 
 Each trial:
-1. samples values (the first trial is the base's own values, enqueued, scored by `task.base` at no
-   cost) and writes them into the retrieval file, changing only the lines of keys whose value moved;
+1. samples values and writes them into the retrieval file, changing only the lines of keys whose
+   value moved. Trial 0 is the base's own values, enqueued and scored by `task.base` at no cost;
+   the next `max(3, max_trials // 4)` are TPE's random start-up; after that, every other trial is a
+   neighbour of the best feasible trial so far (one or two dimensions moved a step, enqueued: a
+   local search, since on a small budget TPE alone rarely lands in the feasible corner of a space
+   whose guardrails rule most of it out) and the others are TPE's (`gamma` 0.25: the best quarter
+   of the trials shape its "good" density);
 2. replays the *subset* (the first third of the measured training cases), its first case alone
    first: a trial whose first case breaks a tokens/cost/tool-call guardrail by 50 % more than its
    limit, or whose subset breaks one by 10 % more, is stopped there as infeasible (a bigger context
@@ -32,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import statistics
 import warnings
 from collections.abc import Mapping, Sequence
@@ -149,6 +155,29 @@ def suggest(trial: optuna.Trial, key: str, param: Any) -> Any:
     raise ValueError(f"surfaces.retrieval.space.{key}: unknown dimension type {kind!r} (int, float or categorical)")
 
 
+def move(param: Any, value: Any, rng: random.Random) -> Any:
+    """A neighbouring value of one dimension: one or two steps (int), up to 15 % of the range (float),
+    another choice (categorical); always inside the space."""
+    kind = getattr(param, "type", None)
+    if kind == "int":
+        if param.log:
+            return min(param.high, max(param.low, round(value * rng.choice([0.5, 2.0]))))
+        steps = (param.high - param.low) // param.step
+        at = min(steps, max(0, round((value - param.low) / param.step) + rng.choice([-2, -1, 1, 2])))
+        return param.low + at * param.step
+    if kind == "float":
+        if param.log:
+            moved = value * math.exp(rng.uniform(-0.5, 0.5))
+        else:
+            moved = value + rng.uniform(-0.15, 0.15) * (param.high - param.low)
+        if param.step:
+            moved = param.low + round((moved - param.low) / param.step) * param.step
+            return round(min(param.high, max(param.low, moved)), 10)
+        return min(param.high, max(param.low, float(f"{moved:.3g}")))
+    others = [c for c in param.choices if _label(c) != _label(value)]
+    return rng.choice(others) if others else value
+
+
 def space_size(space: Mapping[str, Any]) -> float:
     """How many distinct configurations the space holds (inf with a continuous dimension)."""
     size = 1.0
@@ -196,8 +225,9 @@ class RetrievalSearch:
     """Optuna TPE search over the retrieval configuration: pruned on a subset, guardrails as constraints."""
 
     def __init__(self, *, max_trials: int | None = None, subset_fraction: float = 1 / 3, prune_margin: float = 0.1,
-                 latency: bool | None = None):
+                 latency: bool | None = None, local_search: bool = True, gamma: float | None = 0.25):
         self.max_trials = max_trials
+        self.local_search, self.gamma = local_search, gamma
         self.subset_fraction = subset_fraction
         self.prune_margin = prune_margin
         self.latency = latency
@@ -216,14 +246,18 @@ class RetrievalSearch:
         max_trials = self.max_trials or _env_int(TRIALS_ENV) or DEFAULT_TRIALS
         latency = self.latency if self.latency is not None else os.environ.get(LATENCY_ENV, "") == "1"
         return _Search(task, files[0].path, files[0].text, max_trials=max_trials,
-                       subset_fraction=self.subset_fraction, prune_margin=self.prune_margin, latency=latency).run()
+                       subset_fraction=self.subset_fraction, prune_margin=self.prune_margin, latency=latency,
+                       local_search=self.local_search, gamma=self.gamma).run()
 
 
 class _Search:
     def __init__(self, task: OptimizeTask, path: str, text: str, *, max_trials: int, subset_fraction: float,
-                 prune_margin: float, latency: bool):
+                 prune_margin: float, latency: bool, local_search: bool = True, gamma: float | None = None):
         self.task, self.path, self.text = task, path, text
         self.max_trials, self.latency = max_trials, latency
+        self.local_search, self.gamma = local_search, gamma
+        self.startup = max(3, max_trials // 4)
+        self.rng = random.Random(task.seed)
         self.space = dict(task.retrieval_space)
         self.base_values = load_values(text, path)
         self.base_cases = {c.case_id: c for c in task.base.cases}
@@ -249,14 +283,18 @@ class _Search:
         self.study_name = f"retrieval_search-{self.task.cluster.id}-{digest}"
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.storage = f"sqlite:///{self.work_dir / 'study.sqlite3'}"
-        startup = max(3, self.max_trials // 4)
+        startup = self.startup
+        extra: dict[str, Any] = {}
+        if self.gamma is not None:
+            extra["gamma"] = lambda n, g=self.gamma: min(math.ceil(g * n), 25)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # multivariate TPE and constraints_func are flagged experimental/deprecated
             if hasattr(optuna.trial.Trial, "set_constraint"):
-                sampler = optuna.samplers.TPESampler(seed=self.task.seed, n_startup_trials=startup, multivariate=True)
+                sampler = optuna.samplers.TPESampler(seed=self.task.seed, n_startup_trials=startup, multivariate=True,
+                                                     **extra)
             else:  # Optuna 4: constraints through the sampler
                 sampler = optuna.samplers.TPESampler(
-                    seed=self.task.seed, n_startup_trials=startup, multivariate=True,
+                    seed=self.task.seed, n_startup_trials=startup, multivariate=True, **extra,
                     constraints_func=lambda t: t.user_attrs.get("constraints", [0.0] * len(GUARDRAILS)))
         if self.base_subset is not None and self.base_subset.score is not None:
             # the explicit rule, through Optuna's pruner API: below base-on-subset minus the margin
@@ -308,7 +346,8 @@ class _Search:
         changed = {k: [self.base_values.get(k, MISSING), v] for k, v in values.items()
                    if not same_value(self.base_values.get(k, MISSING), v)}
         record: dict[str, Any] = {
-            "number": trial.number, "status": "complete", "params": values,
+            "number": trial.number, "origin": trial.user_attrs.get("origin", "sampler"), "status": "complete",
+            "params": values,
             "changed": {k: [None if a is MISSING else a, b] for k, (a, b) in changed.items()},
             "text": text, "subset_score": None, "score": None, "feasible": None, "ratios": {}, "metric_calls": 0,
         }
@@ -399,11 +438,13 @@ class _Search:
         task = self.task
         study = self._study()
         self._resume(study)
+        base_pending = False
         if not study.trials:
             base = {k: _optuna_value(p, self.base_values.get(k, MISSING)) for k, p in self.space.items()
                     if _representable(p, self.base_values.get(k, MISSING))}
             if len(base) == len(self.space):
-                study.enqueue_trial(base)
+                study.enqueue_trial(base, user_attrs={"origin": "base"})
+                base_pending = True
             else:
                 task.log(f"{self.path}: the base values are not all in the search space "
                          f"({', '.join(sorted(set(self.space) - set(base)))}): the base is not a trial")
@@ -416,16 +457,40 @@ class _Search:
             if len(self.by_text) >= size:
                 task.log(f"all {int(size)} configurations of the space were tried")
                 break
-            pending_base = any(t.state == optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
-            if not pending_base and limit is not None and task.spend.metric_calls + full_cost > limit:
+            free = base_pending
+            if not free and self.local_search and self._counted() >= self.startup \
+                    and (self._counted() - self.startup) % 2 == 0:
+                neighbour = self._neighbour()
+                if neighbour is not None:
+                    study.enqueue_trial(neighbour, user_attrs={"origin": "local"})
+            if not free and limit is not None and task.spend.metric_calls + full_cost > limit:
                 task.log(f"budget: {task.spend.metric_calls} of {limit} metric calls used, a trial needs up to "
                          f"{full_cost}: stopping")
                 break
             asks += 1
+            base_pending = False
             if not self._trial(study):
                 break
         self._write_table()
         return self._proposals()
+
+    def _neighbour(self) -> dict[str, Any] | None:
+        """Optuna values of an untried neighbour of the best feasible trial so far (the base when none
+        beats it): one or two dimensions moved (`move`)."""
+        done = [r for r in self.records.values() if r["status"] == "complete" and r["feasible"]]
+        if done:
+            best = min(done, key=lambda r: (-r["score"], r["figures"]["tokens"], r["number"]))["params"]
+        elif all(_representable(p, self.base_values.get(k, MISSING)) for k, p in self.space.items()):
+            best = {k: self.base_values[k] for k in self.space}
+        else:
+            return None
+        for _ in range(20):
+            values = dict(best)
+            for key in self.rng.sample(sorted(self.space), k=min(len(self.space), self.rng.choice([1, 2]))):
+                values[key] = move(self.space[key], values[key], self.rng)
+            if set_values(self.text, values, self.path) not in self.by_text:
+                return {k: _optuna_value(p, values[k]) for k, p in self.space.items()}
+        return None
 
     # ---- results ----------------------------------------------------------------------------------
 
