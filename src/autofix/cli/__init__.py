@@ -18,6 +18,8 @@ app.add_typer(__import__("autofix.cli.judges_cmd", fromlist=["app"]).app, name="
 app.command("demo")(demo_cmd.demo)
 app.command("replay")(__import__("autofix.cli.replay_cmd", fromlist=["replay"]).replay)
 app.command("triage")(triage_cmd.triage)
+app.command("run")(__import__("autofix.cli.run_cmd", fromlist=["run"]).run)
+app.command("resume")(__import__("autofix.cli.run_cmd", fromlist=["resume"]).resume)
 app.command("gate")(__import__("autofix.cli.gate_cmd", fromlist=["gate"]).gate)
 app.command("optimize")(__import__("autofix.cli.optimize_cmd", fromlist=["optimize"]).optimize)
 app.add_typer(__import__("autofix.cli.optimize_cmd", fromlist=["optimizers_app"]).optimizers_app, name="optimizers")
