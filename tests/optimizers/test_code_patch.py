@@ -147,6 +147,10 @@ def test_a_hunk_that_does_not_apply_is_refused_naming_the_line() -> None:
 def test_answers_without_a_usable_diff_are_refused() -> None:
     with pytest.raises(PatchRefused, match="holds no unified diff"):
         extract_diff("I would change the date format to ISO.")
+    with pytest.raises(PatchRefused, match="holds code, not a unified diff"):
+        extract_diff("Here is the fix:\n```python\ndef to_tool_date(day):\n    return day.isoformat()\n```\n")
+    with pytest.raises(PatchRefused, match="not inside a ```diff fenced block"):
+        extract_diff(FIX)
     with pytest.raises(PatchRefused, match="not closed"):
         extract_diff("```diff\n" + FIX)
     assert "changes nothing" in refused(f"--- a/{ROUTER}\n+++ b/{ROUTER}\n@@ -1,2 +1,2 @@\n def route(q):\n"

@@ -110,6 +110,7 @@ class CodePatch:
         tried: dict[tuple, _Outcome] = {}
         transcript = task.work_dir / "code_patch_transcript.jsonl"
         transcript.parent.mkdir(parents=True, exist_ok=True)
+        (task.work_dir / "code_patch_prompt.md").write_text(f"{SYSTEM}\n\n---\n\n{prompt}\n", encoding="utf-8")
         try:
             for attempt in range(1, self.attempts + 1):
                 perfect = self._conversation(task, attempt, prompt, base_texts, screen, found, tried, transcript)

@@ -93,6 +93,10 @@ def extract_diff(answer: str) -> str:
     if re.search(r"^@@ ", answer, re.M):
         raise PatchRefused("the diff is not inside a ```diff fenced block: put the whole unified diff in one "
                            "```diff ... ``` block")
+    if blocks:
+        raise PatchRefused("the answer's ``` block holds code, not a unified diff: write the change as a diff "
+                           "(--- a/PATH, +++ b/PATH, @@ hunks of ' ' context, '-' removed and '+' added lines) in "
+                           "one ```diff block, not the new code")
     raise PatchRefused("the answer holds no unified diff: answer with one ```diff block (--- a/PATH, +++ b/PATH, "
                        "@@ hunks)")
 
