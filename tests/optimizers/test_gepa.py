@@ -71,13 +71,16 @@ def test_an_unparseable_or_empty_answer_is_a_low_score_not_a_crash(tmp_path):
     assert check_optimizer(gepa_factory(), tmp_path / "b", answer="no fences, just words") == []
 
 
-def test_a_proposal_that_breaks_the_template_is_not_replayed(tmp_path):
-    task, seen = synthetic_task("prompt", tmp_path, budget=Budget(max_metric_calls=30),
-                                answer=fenced("Answer {question"))
+@pytest.mark.parametrize("broken", ["Answer {question", "Answer the question.", ""])
+def test_a_proposal_that_breaks_the_template_is_not_replayed(tmp_path, broken):
+    task, seen = synthetic_task("prompt", tmp_path, budget=Budget(max_metric_calls=30), answer=fenced(broken))
     task.surfaces[0] = task.surfaces[0].model_copy(update={"text": "Answer {question}\n"})
     assert gepa_factory()().propose(task) == []
     assert seen["evaluated_ids"] == ["case-0", "case-1", "case-2"], "only the base was replayed"
     assert seen["completions"] >= 1
+    log = (tmp_path / "gepa" / "run_log.txt").read_text()
+    assert "replayed nothing new" in json.loads((tmp_path / "gepa" / "autofix_summary.json").read_text())["stopped"]
+    assert log.count("is not better than old score") >= 1
 
 
 def test_no_prompt_files_means_no_proposal(tmp_path):
@@ -98,6 +101,70 @@ def test_a_killed_run_resumes_from_its_run_dir(tmp_path):
     assert [p.files for p in proposals] == [{"prompts/system.md": "You answer questions: case-0, case-1, case-2."}]
     assert seen["completions"] == 0, "the resumed run found its candidates in gepa's state"
     assert "Loading gepa state" in (tmp_path / "gepa" / "run_log.txt").read_text()
+
+
+def _helpdesk_like_task(tmp_path):
+    """A synthetic task whose base replay looks like a helpdesk search answer: spans, earlier turns."""
+    from autofix.optimize import CaseEval, ReplayBatch, SurfaceFile
+
+    task, _ = synthetic_task("prompt", tmp_path)
+    task.surfaces = [
+        SurfaceFile(path="prompts/answer_format.md", kind="prompt", text="{answer}\n"),
+        SurfaceFile(path="prompts/clarify.md", kind="prompt", text="I need a bit more detail about the system.\n"),
+        SurfaceFile(path="prompts/system.md", kind="prompt",
+                    text="You are the helpdesk assistant.\n\nPolicy excerpts:\n{context}\n"),
+    ]
+    spans = [
+        {"kind": "router", "name": "route", "output": {"action": "search", "tool": None, "reason": "topic words"}},
+        {"kind": "retrieval", "name": "bm25.search", "output": [
+            {"doc_id": "it-laptop-001", "score": 3.2, "metadata": {"title": "Lost or stolen laptops"}},
+            {"doc_id": "it-laptop-001", "score": 2.0, "metadata": {"title": "Lost or stolen laptops"}}]},
+        {"kind": "tool", "name": "list_tickets", "input": {"since": "16/11/2026"}, "error": "400 Bad Request: since"},
+        {"kind": "llm", "name": "chat.completions",
+         "input": [{"role": "system", "content": "You are the helpdesk assistant.\n\nPolicy excerpts:\n[it-laptop-001] ..."}],
+         "output": "Report it within 24 hours.", "attributes": {"finish_reason": "length"}},
+    ]
+    case = CaseEval(case_id="case-0", input="laptop stolen, what now?", output="Report it within 24 hours.",
+                    messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
+                    spans=spans, score=0.5, feedback="cites_sources: FAIL (names none of the 1 retrieved sources)")
+    ok = case.model_copy(update={"case_id": "case-1", "score": 1.0, "feedback": "cites_sources: pass"})
+    unmeasured = case.model_copy(update={"case_id": "case-2", "score": None, "feedback": "no measure applied"})
+    task.base = ReplayBatch(commit="0" * 40, cases=[case, ok, unmeasured], score=0.75)
+    return task
+
+
+def test_the_reflective_dataset_shows_what_each_case_did_and_how_it_was_judged(tmp_path):
+    from autofix_gepa.adapter import PromptFilesAdapter
+
+    task = _helpdesk_like_task(tmp_path)
+    adapter = PromptFilesAdapter(task, {s.path: s.text for s in task.files("prompt")})
+    candidate = {s.path: s.text for s in task.files("prompt")}
+    batch = adapter.evaluate(["case-1", "case-0", "case-2"], candidate, capture_traces=True)
+    assert batch.scores == [1.0, 0.5, 0.0], "an unmeasured case scores 0"
+    assert batch.num_metric_calls == 0, "the base is known from task.base: nothing replayed"
+    dataset = adapter.make_reflective_dataset(candidate, batch, ["prompts/system.md"])
+    assert list(dataset) == ["prompts/system.md"]
+    first = dataset["prompts/system.md"][0]
+    assert first["Request"] == "laptop stolen, what now?"
+    assert first["Earlier turns"] == "user: hi\nassistant: Hello!"
+    assert first["Answer"] == "Report it within 24 hours."
+    happened = first["What happened"]
+    assert "router: search (topic words)" in happened
+    assert "retrieved: it-laptop-001 (Lost or stolen laptops)" in happened
+    assert "tool list_tickets(" in happened and "400 Bad Request" in happened
+    assert "cut off at the token limit" in happened
+    assert first["Feedback"].startswith("score 0.00: ") or first["Feedback"].startswith("not measured")
+    feedbacks = [r["Feedback"] for r in dataset["prompts/system.md"]]
+    assert feedbacks[1] == "score 0.50: cites_sources: FAIL (names none of the 1 retrieved sources)"
+    assert feedbacks[2] == "score 1.00: cites_sources: pass", "failures first"
+
+
+def test_only_the_prompt_files_the_cases_went_through_are_evolved(tmp_path):
+    from autofix_gepa.optimizer import order_prompt_files
+
+    task = _helpdesk_like_task(tmp_path)
+    assert [s.path for s in order_prompt_files(task)] == ["prompts/answer_format.md", "prompts/system.md"], (
+        "clarify.md's text is in no model input or answer; answer_format.md is only a field, so it may be used")
 
 
 # ---- budgets ---------------------------------------------------------------------------------------

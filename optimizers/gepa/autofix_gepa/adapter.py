@@ -43,11 +43,15 @@ def template_problem(base: str, new: str) -> str | None:
     """Why `new` cannot replace `base` without a replay (None when it may be replayed)."""
     if base.strip() and not new.strip():
         return "the proposed file is empty"
-    if template_fields(base):
+    fields = template_fields(base)
+    if fields:
         try:
             list(string.Formatter().parse(new))
         except ValueError as exc:
             return f"not a valid template ({exc}); literal braces are written {{{{ }}}}"
+        dropped = [f for f in fields if f not in template_fields(new)]
+        if dropped:
+            return f"drops the template field(s) {', '.join('{' + f + '}' for f in dropped)} the assistant fills in"
     return None
 
 

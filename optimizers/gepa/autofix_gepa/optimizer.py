@@ -126,17 +126,23 @@ class _Logger:
 
 
 class _Reflections:
-    """gepa callback: remember the reflection model's raw answer for each proposed text."""
+    """gepa callback: remember the reflection model's raw answer for each proposed text, and append
+    each reflection (prompt, raw answer, parsed text) to `<run_dir>/reflections.jsonl`."""
 
-    def __init__(self, adapter: Any):
-        self.adapter = adapter
+    def __init__(self, adapter: Any, path: Path):
+        self.adapter, self.path = adapter, path
 
     def on_proposal_end(self, event: Mapping[str, Any]) -> None:
         from autofix_gepa.adapter import candidate_key
 
-        for name, text in (event.get("new_instructions") or {}).items():
-            raw = (event.get("raw_lm_outputs") or {}).get(name, "")
-            self.adapter.reflections[candidate_key({name: text})] = raw
+        raw_outputs = event.get("raw_lm_outputs") or {}
+        prompts = event.get("prompts") or {}
+        with self.path.open("a", encoding="utf-8") as fh:
+            for name, text in (event.get("new_instructions") or {}).items():
+                raw = raw_outputs.get(name, "")
+                self.adapter.reflections[candidate_key({name: text})] = raw
+                fh.write(json.dumps({"iteration": event.get("iteration"), "file": name, "prompt": prompts.get(name),
+                                     "raw": raw, "proposed": text}, ensure_ascii=False, default=str) + "\n")
 
 
 @optimizer("gepa", categories=["prompt", "routing"], version=1)
@@ -192,7 +198,8 @@ class GEPAPromptOptimizer:
                 candidate_selection_strategy="pareto", reflection_minibatch_size=minibatch,
                 reflection_prompt_template={p: reflection_template(p, t) for p, t in seed.items()},
                 module_selector="round_robin", stop_callbacks=[stopper], run_dir=str(run_dir),
-                logger=_Logger(run_dir / "run_log.txt", task), callbacks=[_Reflections(adapter)],
+                logger=_Logger(run_dir / "run_log.txt", task),
+                callbacks=[_Reflections(adapter, run_dir / "reflections.jsonl")],
                 seed=task.seed, raise_on_exception=True, display_progress_bar=False,
             )
         except BudgetExhausted as exc:
