@@ -43,3 +43,15 @@ def test_metric_calls_are_reserved_before_and_refunded_when_the_cache_answered()
     spend.refund_metric_calls(6)
     spend.reserve_metric_calls(10)
     assert spend.metric_calls == 10
+
+
+def test_a_cached_answer_asks_the_model_nothing_and_costs_nothing(priced_model, tmp_path) -> None:
+    from autofix.optimize.lm import CompletionCache
+
+    cache = CompletionCache(tmp_path / "lm.sqlite3")
+    first, second = Spend(Budget(max_usd=1.0)), Spend(Budget(max_usd=1.0))
+    assert budgeted_completion("scripted/optimizer", first, cache)("Improve this prompt.") == "a reply"
+    assert budgeted_completion("scripted/optimizer", second, cache)("Improve this prompt.") == "a reply"
+    assert len(priced_model.calls) == 1 and first.usd > 0 and second.usd == 0
+    budgeted_completion("scripted/optimizer", second, cache)("Another question.")
+    assert len(priced_model.calls) == 2

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from autofix.config import AutofixConfig
 from autofix.optimize.base import find_optimizer, optimizer_categories, optimizers_for
 from autofix.optimize.evaluation import SliceEvaluator
-from autofix.optimize.lm import budgeted_completion
+from autofix.optimize.lm import CompletionCache, budgeted_completion
 from autofix.optimize.records import (
     Budget,
     BudgetExhausted,
@@ -216,7 +216,9 @@ def optimize_cluster(
             on_event(f"{name}: base score {_fmt(base_batch.score)} on {measured} measured cases")
             task = OptimizeTask(
                 run_id=run_id, cluster=brief, train=train, surfaces=surfaces, base=base_batch,
-                evaluate=evaluator.evaluate, complete=budgeted_completion(config.model.optimizer or "", spend),
+                evaluate=evaluator.evaluate,
+                complete=budgeted_completion(config.model.optimizer or "", spend,
+                                             CompletionCache(config.state_path / "optimizer-lm.sqlite3")),
                 spend=spend, measures=measure.names,
                 retrieval_space=dict(config.surfaces.retrieval.space) if config.surfaces.retrieval else {},
                 guardrails=config.gate_policy.guardrails,

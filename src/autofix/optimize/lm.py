@@ -1,7 +1,17 @@
-"""The optimizer model (`model.optimizer`) through litellm, each call checked against the dollar budget."""
+"""The optimizer model (`model.optimizer`) through litellm, each call checked against the dollar budget.
+
+Answers are cached by (model, messages, parameters) in `<state>/optimizer-lm.sqlite3`: a night that
+meets the same failures again asks the model nothing (and spends nothing), as the replay cache
+answers the same replays.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
 from typing import Any
 
 from autofix.optimize.records import Complete, Spend
@@ -20,9 +30,36 @@ def _worst_case_usd(model: str, messages: list[dict[str, Any]], max_tokens: int)
         return 0.0
 
 
-def budgeted_completion(model: str, spend: Spend) -> Complete:
+class CompletionCache:
+    """Answers of the optimizer model by a hash of the request; safe to share between threads."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self._conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+        self._conn.commit()
+
+    @staticmethod
+    def key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+        payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, key: str, answer: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, answer))
+            self._conn.commit()
+
+
+def budgeted_completion(model: str, spend: Spend, cache: CompletionCache | None = None) -> Complete:
     """`complete(messages, *, max_tokens=1024, temperature=0.7) -> str` for `model`, refusing (BudgetExhausted)
-    a call whose worst-case cost would break the budget; `messages` may be a plain prompt string."""
+    a call whose worst-case cost would break the budget; `messages` may be a plain prompt string. A cached
+    answer costs nothing."""
     from autofix.models.provider import cost_usd, is_local, register_local_provider
 
     if is_local(model):
@@ -33,10 +70,16 @@ def budgeted_completion(model: str, spend: Spend) -> Complete:
         import litellm
 
         chat = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+        key = CompletionCache.key(model, chat, {"max_tokens": max_tokens, "temperature": temperature, **kwargs})
+        if cache is not None and (hit := cache.get(key)) is not None:
+            return hit
         spend.check_usd(_worst_case_usd(model, chat, max_tokens))
         response = litellm.completion(model=model, messages=chat, max_tokens=max_tokens, temperature=temperature,
                                       **kwargs)
         spend.add_usd(cost_usd(response, model))
-        return response.choices[0].message.content or ""
+        answer = response.choices[0].message.content or ""
+        if cache is not None:
+            cache.put(key, answer)
+        return answer
 
     return complete
