@@ -1,27 +1,28 @@
-"""The demo: autofix's loop on a target with the embedded defaults, as far as it is built.
+"""The demo: the whole nightly loop on the bundled helpdesk example with the embedded defaults.
 
-Today it validates the target's configuration, triages the production traces (failures, root
-causes, ranked clusters: `autofix.triage`), starts the model gateway with the configured model (the
-embedded local model by default), builds the sandbox, replays the regression set at the target's
-working tree (cached results where it is unchanged), scores it with the deterministic checks and
-writes the run's artifacts.
+`autofix demo` copies `examples/helpdesk` into a fresh git repository under `runs/demo-<time>/`
+(the example's own folder is never changed), then runs `autofix run` there: triage of its production
+traces, one optimizer branch per fixable cluster, the launch gate on every candidate, the approval
+queue, the report. The embedded model answers the replays and is also the optimizers' model (a
+real deployment points `model.optimizer` at a strong one), so the model-free retrieval search is the
+optimizer that can win here; the others run and their refusals are reported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import shutil
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import autofix
-from autofix.config import AutofixConfig
-from autofix.replay import CaseResult
-from autofix.replay.metrics import ReplaySummary
-from autofix.replay.refs import WORKTREE
-from autofix.replay.session import replay_at_ref
-from autofix.triage import TriageReport
-from autofix.triage.pipeline import default_classifier, run_triage
+from autofix.config import AutofixConfig, load_config
+from autofix.graph import RunOptions, RunResult, start_run
+from autofix.graph.nodes import EventCallback
+
+DEMO_OPTIONS = RunOptions(max_metric_calls=600, wall_s=17 * 60, max_jobs=6, max_candidates=2)
+"""Sized to finish within 20 minutes on a 2-core machine with the embedded model (see the README)."""
 
 
 def bundled_example() -> Path:
@@ -29,50 +30,24 @@ def bundled_example() -> Path:
     return Path(autofix.__file__).resolve().parents[2] / "examples" / "helpdesk" / "autofix.yaml"
 
 
-@dataclass
-class DemoRun:
-    run_id: str
-    run_dir: Path
-    sandbox: str
-    isolated: bool
-    summary: ReplaySummary
-    results: list[CaseResult]
-    triage: TriageReport | None = None
-    """The triage of the production traces; None when the target names no `datasets.traces`."""
-    cache_hits: int = 0
+def prepare_demo_target(example: Path, parent: Path) -> Path:
+    """`example`'s folder copied into `parent/demo-<time>/<name>` and committed in a repository of its own."""
+    source = example.parent if example.name.endswith(".yaml") else example
+    dest = parent / f"demo-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}" / source.name
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("runs", "__pycache__", ".pytest_cache", "*.egg-info"))
+    (dest / ".gitignore").write_text("runs/\n__pycache__/\n")
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", f"{source.name}: as bundled"]):
+        subprocess.run(["git", "-c", "user.name=autofix demo", "-c", "user.email=demo@localhost", *args], cwd=dest,
+                       check=True, capture_output=True, env=env)
+    return dest / "autofix.yaml"
 
 
-def new_run_id() -> str:
-    return "demo-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+def run_demo(config: AutofixConfig, options: RunOptions = DEMO_OPTIONS, *, max_parallel: int = 1,
+             on_event: EventCallback = lambda m: None) -> RunResult:
+    """The nightly run on a prepared demo target."""
+    return start_run(config, options, max_parallel=max_parallel, on_event=on_event)
 
 
-def run_demo(
-    config: AutofixConfig,
-    *,
-    limit: int | None = None,
-    sandbox_kind: str | None = None,
-    use_cache: bool = True,
-    on_stage: Callable[[str], None] = lambda _: None,
-    on_progress: Callable[[int, int], None] = lambda done, total: None,
-) -> DemoRun:
-    """Triage the target's production traces, then replay its regression set at its working tree and score it.
-
-    The triage report goes to `<state>/triage/<timestamp>/` (and `latest.json`, which `slice:` datasets
-    read); the replay's artifacts to `<state>/<run_id>/`. The replay is at `WORKTREE`
-    (`autofix.replay.session.replay_at_ref`): an unchanged working tree is answered from the replay cache.
-    """
-    if config.dataset_path("regression") is None:
-        raise ValueError(f"{config.file}: datasets.regression is not set; the demo replays the regression set")
-    run_id = new_run_id()
-    run_dir = config.state_path / run_id
-    triage = None
-    if config.dataset_path("traces") is not None:
-        on_stage(f"triage of the production traces ({config.dataset_path('traces')})")
-        triage = run_triage(config, classifier=default_classifier(config))
-    replay = replay_at_ref(
-        config, WORKTREE, "regression", limit=limit, sandbox_kind=sandbox_kind, use_cache=use_cache,
-        replay_id=run_id, replay_dir=run_dir, on_stage=on_stage, on_progress=on_progress,
-    )
-    return DemoRun(run_id=run_id, run_dir=run_dir, sandbox=replay.sandbox or "cache",
-                   isolated=replay.isolated, summary=replay.summary, results=replay.results,
-                   triage=triage, cache_hits=replay.cache_hits)
+def demo_config(example: Path | None, parent: Path) -> AutofixConfig:
+    return load_config(prepare_demo_target(example or bundled_example(), parent))

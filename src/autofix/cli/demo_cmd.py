@@ -1,79 +1,64 @@
-"""`autofix demo`: the loop on the bundled helpdesk example (or any target) with the embedded defaults."""
+"""`autofix demo`: the whole loop on the bundled helpdesk example (or a copy of any target) with the embedded defaults."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 
-from autofix.config import ConfigError, load_config
-from autofix.cli.replay_cmd import print_replay_summary
-from autofix.cli.triage_cmd import print_clusters
-from autofix.demo import bundled_example, run_demo
-from autofix.replay.records import DatasetError
-from autofix.sandbox.base import SandboxError
+from autofix.config import ConfigError
 
 
 def demo(
     config_path: Optional[Path] = typer.Option(
-        None, "-c", "--config", help="The target's autofix.yaml (default: the bundled helpdesk example)."
-    ),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Replay only the first N regression cases."),
+        None, "-c", "--config", help="The example to copy (default: the bundled helpdesk example)."),
+    into: Path = typer.Option(Path("runs"), "--into", help="Where the demo's copy of the example is made."),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Override replay.sandbox: docker or local."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Replay every case, even those the replay cache knows."),
+    max_jobs: Optional[int] = typer.Option(None, "--max-jobs", min=1, help="(cluster, optimizer) pairs, by priority."),
+    max_metric_calls: Optional[int] = typer.Option(None, "--max-metric-calls", min=1,
+                                                   help="Case replays the optimizers may run in all."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON."),
 ) -> None:
-    """Triage the target's production traces, then replay its regression set in a sandbox and score it.
+    """Run the whole loop on a fresh copy of the bundled helpdesk example: triage, optimizers, gate, approval queue, report.
 
-    Uses the embedded defaults: the local model (SmolLM2-135M-Instruct) behind the gateway, Docker
-    sandboxes where Docker works (else the local sandbox, if the config allows it), SQLite for usage.
-    Artifacts go to the target's state folder: <state>/triage/<timestamp>/ (the triage report and its
-    quarantine) and <state>/<run-id>/ (results.jsonl, summary.json).
-    Cases whose result the replay cache holds for the unchanged working tree are not run again.
+    The example is copied into a new git repository under --into (runs/ by default), so the bundled files are never changed. The embedded model (SmolLM2-135M) answers the replays and is the optimizers' model; Docker sandboxes are used where Docker works, else the local sandbox. It ends with the report's path and the command to review the proposals.
     """
-    console = Console(stderr=True)
-    path = config_path or bundled_example()
+    from autofix.demo import DEMO_OPTIONS, demo_config, run_demo
+    from autofix.graph import RunLocked
+
+    err = Console(stderr=True)
     try:
-        config = load_config(path)
+        config = demo_config(config_path, into.resolve())
     except ConfigError as exc:
         for issue in exc.issues:
-            console.print(issue.format(), markup=False, soft_wrap=True)
+            err.print(issue.format(), markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=as_json) as progress:
-        task = progress.add_task("replay", total=None)
-        try:
-            run = run_demo(
-                config, limit=limit, sandbox_kind=sandbox, use_cache=not no_cache,
-                on_stage=lambda text: console.print(f"[bold]•[/bold] {text}") if not as_json else None,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
-        except (DatasetError, SandboxError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    summary = run.summary
+    if sandbox is not None and sandbox not in ("docker", "local"):
+        err.print(f"[red]error:[/red] unknown sandbox {sandbox!r}: use docker or local", soft_wrap=True)
+        raise typer.Exit(2)
+    options = replace(DEMO_OPTIONS, sandbox_kind=sandbox,
+                      max_jobs=max_jobs or DEMO_OPTIONS.max_jobs,
+                      max_metric_calls=max_metric_calls or DEMO_OPTIONS.max_metric_calls)
+    if not as_json:
+        err.print(f"[bold]demo target:[/bold] {config.root} (a fresh repository with a copy of the example)")
+    try:
+        result = run_demo(config, options, on_event=(lambda m: None) if as_json else
+                          (lambda m: err.print(f"[bold]•[/bold] {escape(m)}", soft_wrap=True, highlight=False)))
+    except RunLocked as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(75) from None
+    data = result.to_json()
     if as_json:
-        triage = run.triage.summary(limit_clusters=10) if run.triage is not None else None
-        typer.echo(json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "sandbox": run.sandbox,
-                               "cache_hits": run.cache_hits, **summary.model_dump(), "triage": triage},
-                              indent=2, ensure_ascii=False))
+        typer.echo(json.dumps({**data, "target": str(config.root)}, indent=2))
         return
+    from autofix.cli.run_cmd import _print
 
     out = Console()
-    if not out.is_terminal:
-        out = Console(width=240)
-    if run.triage is not None:
-        print_clusters(run.triage, 8, out, more_hint=f"autofix triage -c {path} lists them all")
-        out.print()
-    if not run.isolated:
-        out.print("[yellow]The local sandbox does not isolate the replayed code.[/yellow]")
-    print_replay_summary(out, f"{config.project}: regression set at the working tree ({summary.cases} cases)", summary,
-                         cache_hits=run.cache_hits, sandbox=run.sandbox, by_task_type=True)
-    out.print(f"artifacts: {run.run_dir}")
-    out.print("[dim]Candidate fixes, the launch gate and approval are not built yet: the demo stops here.[/dim]")
+    _print(result, out)
+    out.print(f"\nreport: {data['report'].get('html')}")
+    out.print(f"review: autofix review list -c {config.file}   (then autofix review show ID, approve or reject)")

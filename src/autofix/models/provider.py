@@ -37,6 +37,10 @@ from litellm.types.utils import GenericStreamingChunk
 
 from autofix.models import local
 
+# litellm prints a provider list and a bug-report link on every failed call; autofix reports the
+# error itself (the message names the model and the cause), so that noise stays off the terminal.
+litellm.suppress_debug_info = True
+
 PROVIDER = "autofix-local"
 """litellm provider prefix of the embedded model."""
 LOCAL_MODEL = f"{PROVIDER}/{local.MODEL_ID}"
