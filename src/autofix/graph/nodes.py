@@ -209,8 +209,16 @@ class Nodes:
         proposals = []
         passed = [CandidateOutcome.model_validate(c) for c in state.get("gated", []) if (c.get("gate") or {}).get("passed")]
         if passed:
+            from autofix.approval.diffhash import diff_sha256
+
             with open_store(self.config) as store:
+                waiting = {(p.cluster, p.diff_sha256): p.id for p in store.proposals(status="pending")}
                 for c in sorted(passed, key=lambda c: c.id):
+                    same = waiting.get((c.cluster, diff_sha256(c.diff)))
+                    if same is not None and store.find_by_commit(c.commit) is None:  # an earlier night's, same change
+                        proposals.append({"candidate": c.id, "proposal": None,
+                                          "reason": f"the same change already waits for approval as {same}"})
+                        continue
                     verdict = GateVerdict.model_validate_json(open(c.gate["verdict_path"], encoding="utf-8").read())
                     try:
                         pid = store.enqueue(verdict, c.diff, {**c.lineage, "cluster": c.cluster,
