@@ -75,7 +75,8 @@ def score_plot(candidates: Sequence[CandidateRow]) -> str | None:
         rows.append(("row", "training slice", c.train_base, c.train_score, f"{c.id} training"))
         n = f" (n={c.heldout_n})" if c.heldout_n is not None else ""
         rows.append(("row", f"held-out slice{n}", c.heldout_base, c.heldout_score, f"{c.id} held-out"))
-    label_w = min(320.0, max(text_width(r[1]) + (0 if r[0] == "head" else 14) for r in rows) + 20)
+    # the candidate headings span the chart; the label column fits the slice labels under them
+    label_w = max(150.0, min(320.0, max(text_width(r[1]) + 14 for r in rows if r[0] == "row") + 20))
     plot_w, value_w = 360.0, 120.0
     x0, x1 = label_w, label_w + plot_w
     top, row_h = 58.0, 20.0
@@ -108,7 +109,7 @@ def score_plot(candidates: Sequence[CandidateRow]) -> str | None:
             body.append(text(x1 + 10, mid + 4, value, size=10))
             described.append(f"{label} {value};")
         y += row_h
-    body += x_axis(scale, y + 4, "score (mean over the slice's cases; higher is better)", grid_to=top)
+    body += x_axis(scale, y + 4, "score (mean over the slice's cases; higher is better)")
     desc = ("Score before (base) and after (candidate) per slice, for each candidate. " + " ".join(described))
     return chart(width, height, "Score before and after, per slice", desc, body, css_class="scores")
 
@@ -153,7 +154,7 @@ def _trials_plot(cluster: str, cands: list[CandidateRow]) -> str:
     body = legend(left, 38, [(_dot(0, 0, 4.5, PALETTE["feasible"], PALETTE["feasible"]), "feasible trial"),
                              (_cross(0, 0, 4, PALETTE["infeasible"]), "infeasible trial"),
                              (_diamond(0, 0, 6, "#facc15"), "base"),
-                             (_dot(0, 0, 8, "none", "#111827"), "proposed")])
+                             (_dot(0, 0, 6, "none", "#111827"), "proposed")])
     body += y_axis(yscale, left, "training score", grid_to=width - right, start=height - bottom)
     body += x_axis(xscale, height - bottom, "tokens per case", start=left)
     counts: dict[tuple[float, float, bool], int] = {}
@@ -247,11 +248,16 @@ def _lineage_plot(cluster: str, cands: list[CandidateRow]) -> str:
     for a, b, first in sorted(edges):
         if a in pos and b in pos:
             (ax, ay), (bx, by) = pos[a], pos[b]
-            x1, y1, x2, y2 = ax + node_w, ay + node_h / 2, bx, by + node_h / 2
             dash = "" if first else ' stroke-dasharray="4 3"'
-            body.append(f'<path d="M{num(x1)},{num(y1)} C{num(x1 + col_gap / 2)},{num(y1)} '
-                        f'{num(x2 - col_gap / 2)},{num(y2)} {num(x2)},{num(y2)}" fill="none" stroke="#4b5563" '
-                        f'stroke-width="1.5"{dash}/>')
+            if bx > ax:  # parent to child, left to right
+                x1, y1, x2, y2 = ax + node_w, ay + node_h / 2, bx, by + node_h / 2
+                d = (f"M{num(x1)},{num(y1)} C{num(x1 + col_gap / 2)},{num(y1)} {num(x2 - col_gap / 2)},{num(y2)} "
+                     f"{num(x2)},{num(y2)}")
+            else:  # a merge within one generation: from the parent's edge nearest the child
+                x1, x2 = ax + node_w / 2, bx + node_w / 2
+                y1, y2 = (ay + node_h, by) if by > ay else (ay, by + node_h)
+                d = f"M{num(x1)},{num(y1)} L{num(x2)},{num(y2)}"
+            body.append(f'<path d="{d}" fill="none" stroke="#4b5563" stroke-width="1.5"{dash}/>')
     described = []
     for idx, (x, y) in sorted(pos.items()):
         n = nodes[idx]
