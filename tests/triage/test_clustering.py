@@ -68,12 +68,16 @@ def test_empty_texts_do_not_break_clustering() -> None:
     assert sum(len(g.members) for g in result) == 3
 
 
-def test_cluster_ids_are_branch_safe_and_stable() -> None:
-    a = cluster_id("tool_arguments", "ticket list/é", ["since", "monday"], "rule|list_tickets")
+def test_cluster_ids_are_branch_safe_and_named_by_the_mechanism() -> None:
+    a = cluster_id("tool_arguments", "ticket list/é", "tool_arguments_invalid|list_tickets")
     assert BRANCH_SAFE.match(a) and ".." not in a and not a.endswith(".lock")
-    assert a == cluster_id("tool_arguments", "ticket list/é", ["since", "monday"], "rule|list_tickets")
-    assert a != cluster_id("tool_arguments", "ticket list/é", ["since", "monday"], "rule|lookup_ticket")
-    assert a.startswith("tool-arguments-ticket-list-")
+    assert a == cluster_id("tool_arguments", "ticket list/é", "tool_arguments_invalid|list_tickets")
+    assert a != cluster_id("tool_arguments", "ticket list/é", "tool_arguments_invalid|lookup_ticket")
+    assert a == "tool-arguments-ticket-list-invalid-list-tickets"  # the category is not said twice
+    assert cluster_id("tool_arguments", "ticket list/é", "tool_arguments_invalid|list_tickets", "since") == a + "-since"
+    assert cluster_id("unclassified", "unknown", "none") == "unclassified-unknown-unexplained"
+    long = cluster_id("routing", "policy_qa", "answered_without_retrieval|time-relative question answered from the clock")
+    assert long == "routing-policy-qa-answered-without-retrieval-time-relative-question-answered"
 
 
 def test_owners() -> None:

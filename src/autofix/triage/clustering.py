@@ -15,17 +15,17 @@ is nearest (cosine); a million failures cost one sparse matrix product per group
 
 Each cluster is named from its members (the most distinctive request words against its group,
 the task type, the dominant rule), ranked by ``size x mean priority x fixability``, and given
-an owner: the optimizer that can act on it, or the team that must (`owner_for`). Its id is a
-slug of category, task type and top word plus a short hash of what defines it, usable in a git
-branch name (letters, digits, ``.``, ``_``, ``-``) and stable across runs on the same failures.
+an owner: the optimizer that can act on it, or the team that must (`owner_for`). Its id names its
+mechanism (`cluster_id`: category, task type, dominant diagnosis signature), usable in a git branch
+name (letters, digits, ``-``); `autofix.triage.identity` carries ids over from the previous run and
+adds a disambiguator where one mechanism has several clusters.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "ClusterItem",
     "cluster_id",
     "cluster_items",
+    "dominant",
     "fixability",
     "owner_for",
     "routing_lives_in_code",
@@ -131,19 +132,56 @@ class ClusterGroup:
     members: list[int]
     top_terms: list[str]
     signatures: Counter[str] = field(default_factory=Counter)
+    keywords: list[str] = field(default_factory=list)
+    """Up to ten words of its requests, most distinctive first (`top_terms` are the first three that name it)."""
 
     @property
     def dominant_signature(self) -> str:
-        return self.signatures.most_common(1)[0][0] if self.signatures else ""
+        """The most frequent diagnosis signature (ties: the first in sorted order, so not the input order)."""
+        return dominant(self.signatures)
 
 
-def cluster_id(category: str, task_type: str, top_terms: Sequence[str], signature: str) -> str:
-    """``<category>-<task type>-<top word>-<hash6>``: letters, digits, ``-``; stable for the same cluster."""
-    digest = hashlib.sha1("|".join([category, task_type, signature, *top_terms[:3]]).encode()).hexdigest()[:6]
-    parts = [slug(category, 20), slug(task_type, 24)]
-    if top_terms:
-        parts.append(slug(top_terms[0], 20))
-    return "-".join(parts + [digest])
+def dominant(counts: Mapping[str, int]) -> str:
+    """The key with the highest count; ties go to the first key in sorted order. '' when empty."""
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else ""
+
+
+def _cut(text: str, limit: int) -> str:
+    """A slug of `text` at most `limit` long, cut between words where it is too long."""
+    s = slug(text, 10_000)
+    if len(s) <= limit:
+        return s
+    head = s[: limit + 1]
+    words = (head[: head.rfind("-")] if "-" in head else head[:limit]).strip("-").split("-")
+    while len(words) > 1 and words[-1] in STOPWORDS:  # not "...-answered-from-the"
+        words.pop()
+    return "-".join(words) or "x"
+
+
+def mechanism_slug(category: str, mechanism: str) -> str:
+    """The mechanism part of an id: the rule (less a leading category name; ``unexplained`` for no rule) and its
+    key evidence (a tool, a router's reason), each slugged and cut between words."""
+    rule, _, evidence = mechanism.partition("|")
+    rule_slug = slug(rule or "none", 10_000)
+    if rule_slug == "none":
+        rule_slug = "unexplained"  # method none: no rule and no classifier explained it
+    cat = slug(category, 20)
+    if rule_slug.startswith(cat + "-"):
+        rule_slug = rule_slug[len(cat) + 1 :]
+    parts = [_cut(rule_slug, 32)]
+    if evidence and slug(evidence) != "x":
+        parts.append(_cut(evidence, 40))
+    return "-".join(parts)
+
+
+def cluster_id(category: str, task_type: str, mechanism: str, disambiguator: str | None = None) -> str:
+    """``<category>-<task type>-<mechanism>[-<disambiguator>]``: letters, digits and ``-`` (a valid git branch
+    name component), the same for the same mechanism; e.g. ``tool-arguments-ticket-list-invalid-list-tickets``
+    for the signature ``tool_arguments_invalid|list_tickets``."""
+    parts = [slug(category, 20), slug(task_type, 24), mechanism_slug(category, mechanism)]
+    if disambiguator:
+        parts.append(slug(disambiguator, 20))
+    return "-".join(parts)
 
 
 _TOKEN = r"(?u)\b[^\W\d_][\w'-]*[^\W_]\b"
@@ -164,8 +202,8 @@ def _vectorizer() -> Any:
 
 def _cluster_group(
     items: list[ClusterItem], distance_threshold: float, sample_size: int, rng: np.random.Generator
-) -> list[tuple[list[int], list[str]]]:
-    """Cluster one (category, task type) group; return (member positions, top terms) per cluster."""
+) -> list[tuple[list[int], list[str], list[str]]]:
+    """Cluster one (category, task type) group; return (member positions, top terms, keywords) per cluster."""
     import scipy.sparse as sp
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.preprocessing import normalize
@@ -215,18 +253,20 @@ def _cluster_group(
         labels[sample] = labels_s  # the sample keeps its own clustering
     # name each cluster by its most distinctive words against the group
     group_mean = np.asarray(x_in.mean(axis=0)).ravel() if x_in.shape[1] else np.zeros(0)
-    out: list[tuple[list[int], list[str]]] = []
+    out: list[tuple[list[int], list[str], list[str]]] = []
     order: dict[int, list[int]] = {}
     for pos, lab in enumerate(labels.tolist()):
         order.setdefault(lab, []).append(pos)
     for members in order.values():
         terms: list[str] = []
+        keywords: list[str] = []
         if x_in.shape[1]:
             m = np.asarray(x_in[members].mean(axis=0)).ravel()
             score = m - 0.5 * group_mean if len(order) > 1 else m
-            top = np.argsort(-score, kind="stable")[:6]
-            terms = [str(vocab[i]) for i in top if m[i] > 0][:3]
-        out.append((members, terms))
+            top = np.argsort(-score, kind="stable")[:16]
+            terms = [str(vocab[i]) for i in top[:6] if m[i] > 0][:3]
+            keywords = [str(vocab[i]) for i in top if m[i] > 0][:10]
+        out.append((members, terms, keywords))
     return out
 
 
@@ -245,7 +285,7 @@ def cluster_items(
     result: list[ClusterGroup] = []
     for (category, task_type) in sorted(groups):
         members = groups[(category, task_type)]
-        for positions, terms in _cluster_group(members, distance_threshold, sample_size, rng):
+        for positions, terms, keywords in _cluster_group(members, distance_threshold, sample_size, rng):
             chosen = [members[p] for p in positions]
             result.append(
                 ClusterGroup(
@@ -254,6 +294,7 @@ def cluster_items(
                     members=[it.key for it in chosen],
                     top_terms=terms,
                     signatures=Counter(it.signature for it in chosen),
+                    keywords=keywords,
                 )
             )
     return result

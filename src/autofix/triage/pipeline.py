@@ -16,7 +16,11 @@ One streaming pass over the trace files (`autofix.traces.ingest`, bad records qu
    `autofix.triage.classifier.LLMClassifier`), re-reading its trace from a temporary spool;
    without a classifier, or when it gives no answer, the failure is ``unclassified``
    (method ``none``), never dropped;
-6. failures are clustered and ranked (`autofix.triage.clustering`).
+6. failures are clustered and ranked (`autofix.triage.clustering`);
+7. each cluster keeps the id of the previous run's cluster it continues (`autofix.triage.identity`:
+   same mechanism, then shared traces or similar requests) or gets a fresh one named by its
+   mechanism; ``trend`` and the report's ``changes`` say what is new, growing, shrinking, steady
+   or resolved since the previous run (the report ``latest.json`` held before this run).
 
 Native JSONL input of at least `PARALLEL_MIN_BYTES` is read by several processes (one per
 core by default), each over a byte range of the files; their results are merged in file
@@ -29,7 +33,7 @@ Each triage run keeps its own folder ``<state>/triage/<timestamp>/``: ``report.j
 summary: ``traces``, ``failures``, ``quarantined``, ``clusters`` with their ``trace_ids``, plus
 ``failure_details``: each failure, its signals, its diagnosis and its cluster) and
 ``quarantine.jsonl`` (the bad input records with file, line and reason). ``<state>/triage/latest.json``
-is a copy of the newest report, which `slice:<cluster>` datasets read.
+is a copy of the newest report, which `slice:<cluster>` datasets read, and the next run compares with.
 """
 
 from __future__ import annotations
@@ -63,6 +67,15 @@ from autofix.triage.clustering import (
     cluster_items,
     fixability,
     owner_for,
+)
+from autofix.triage.identity import (
+    ClusterChanges,
+    ClusterSnapshot,
+    PreviousRun,
+    Trend,
+    assign_identities,
+    load_previous,
+    previous_from_report,
 )
 from autofix.triage.detection import (
     Detection,
@@ -123,7 +136,8 @@ class ClusterExample(BaseModel):
 class Cluster(BaseModel):
     """A group of failures with one root cause on similar requests, ranked for fixing."""
 
-    id: str = Field(description="stable slug: category-task_type-top_word-hash6 (valid in git branch names)")
+    id: str = Field(description="kept from the previous run's cluster of the same mechanism, else "
+                                "category-task_type-mechanism[-disambiguator] (valid in git branch names)")
     rank: int
     category: Category
     task_type: str
@@ -139,6 +153,11 @@ class Cluster(BaseModel):
     evidence: list[str] = Field(default_factory=list, description="span ids of that member's evidence")
     rules: dict[str, int] = Field(default_factory=dict, description="how its members were diagnosed: rule (or method) -> count")
     top_terms: list[str] = Field(default_factory=list)
+    mechanism: str = Field(default="", description="its dominant diagnosis signature (rule|key evidence): what its id follows")
+    signatures: dict[str, int] = Field(default_factory=dict, description="its members' signatures (the five most frequent)")
+    keywords: list[str] = Field(default_factory=list, description="up to ten words of its requests, most distinctive first")
+    trend: Trend = Field(default="new", description="against the previous run: new, growing, shrinking or steady")
+    previous_size: int | None = Field(default=None, description="the size of the cluster it continues; None when new")
     trace_ids: list[str]
     examples: list[ClusterExample] = Field(default_factory=list)
 
@@ -165,6 +184,12 @@ class TriageReport(BaseModel):
     findings: list[Finding] = Field(
         default_factory=list, description="run-level findings (a broken scorer): one each, not per-trace failures"
     )
+    changes: ClusterChanges = Field(
+        default_factory=ClusterChanges, description="against the previous run: each cluster's trend, the resolved ones"
+    )
+    retired_ids: list[str] = Field(
+        default_factory=list, description="ids of clusters resolved in this run or earlier ones: never given again"
+    )
     rules: list[str] = Field(default_factory=list, description="the rules that ran, name@version")
     warnings: list[str] = Field(default_factory=list, description="problems with the input or the rules, once each")
     report_path: str | None = None
@@ -187,6 +212,7 @@ class TriageReport(BaseModel):
             "report": self.report_path,
             "quarantine": self.quarantine_path,
             "clusters": [c.summary() for c in clusters],
+            "changes": self.changes.model_dump(mode="json"),
         }
 
     def failure_list(self) -> Iterator[tuple[Failure, Diagnosis, str | None]]:
@@ -626,7 +652,9 @@ def _signature(rule: str | None, method: str, facts: TraceFacts | None) -> str:
         return rule
     if rule in ("tool_arguments_invalid", "tool_rejected_by_business_rule", "infrastructure_error",
                 "tool_fails_since_version") and facts.tools:
-        return f"{rule}|{facts.tools[0].name}"
+        # the key evidence: the first tool call that failed for good (else the first call)
+        failed = next((t for t in facts.tools if (t.error or t.schema_problem) and not t.recovered), facts.tools[0])
+        return f"{rule}|{failed.name}"
     if rule in ("answered_without_retrieval", "needless_clarification") and facts.router is not None:
         return f"{rule}|{facts.router.reason[:60]}"
     return rule
@@ -669,25 +697,24 @@ def _classify(rows: list[_Row], classifier: Classifier | None, spools: dict[int,
     return errors
 
 
-def _build_clusters(rows: list[_Row], config: Any | None, *, sample_size: int, distance_threshold: float) -> list[Cluster]:
+def _build_clusters(
+    rows: list[_Row], config: Any | None, *, sample_size: int, distance_threshold: float,
+    previous: PreviousRun | None = None,
+) -> tuple[list[Cluster], ClusterChanges, list[str]]:
+    """The ranked clusters, with their ids carried over from `previous` (see `autofix.triage.identity`), the
+    comparison with it and the ids retired so far."""
     items = [
         ClusterItem(i, r.category, r.task_type, r.input, r.signature, r.priority) for i, r in enumerate(rows)
     ]
     groups = cluster_items(items, distance_threshold=distance_threshold, sample_size=sample_size)
     clusters: list[Cluster] = []
-    used: Counter[str] = Counter()
     for g in groups:
         members = [rows[k] for k in g.members]
         size = len(members)
         mean_p = sum(r.priority for r in members) / size
         fx = fixability(g.category)
         sig = g.dominant_signature
-        cid = cluster_id(g.category, g.task_type, g.top_terms, sig)
-        used[cid] += 1
-        if used[cid] > 1:
-            cid = f"{cid}-{used[cid]}"
-        for r in members:
-            r.cluster = cid
+        cid = cluster_id(g.category, g.task_type, sig)  # provisional: `assign_identities` decides
         rules = Counter((r.rule or r.method) for r in members)
         dominant_rule = rules.most_common(1)[0][0]
         best = max(
@@ -708,13 +735,21 @@ def _build_clusters(rows: list[_Row], config: Any | None, *, sample_size: int, d
                 fixability=fx, owner=owner_for(g.category, config),
                 confidence=round(sum(r.confidence for r in members) / size, 3), rationale=best.rationale,
                 evidence=list(best.evidence), rules=dict(rules.most_common()), top_terms=list(g.top_terms),
-                trace_ids=[r.trace_id for r in members], examples=examples,
+                mechanism=sig, signatures=dict(sorted(g.signatures.items(), key=lambda kv: (-kv[1], kv[0]))[:5]),
+                keywords=list(g.keywords), trace_ids=[r.trace_id for r in members], examples=examples,
             )
         )
+    identities = assign_identities([ClusterSnapshot.of(c) for c in clusters], previous)
+    for g, c, cid, change in zip(groups, clusters, identities.ids, identities.changes.clusters):
+        c.id, c.trend, c.previous_size = cid, change.trend, change.previous_size
+        for k in g.members:
+            rows[k].cluster = cid
     clusters.sort(key=lambda c: (-c.score, -c.size, c.id))
     for i, c in enumerate(clusters, 1):
         c.rank = i
-    return clusters
+    order = {c.id: c.rank for c in clusters}
+    identities.changes.clusters.sort(key=lambda ch: order[ch.id])
+    return clusters, identities.changes, identities.retired_ids
 
 
 # --------------------------------------------------------------------------- reading in parallel
@@ -957,7 +992,7 @@ def _utcnow() -> datetime:
 def _complete(
     rows: list[_Row], traces: int, timings: dict[str, float], classifier: Classifier | None, spools: dict[int, _Spool],
     config: Any | None, progress: Progress | None, sample_size: int, distance_threshold: float, ctx: TriageContext,
-    settings: DetectionSettings,
+    settings: DetectionSettings, previous: PreviousRun | None = None,
 ) -> TriageReport:
     """The classifier for what no rule explained, then clustering; the report."""
     t = time.perf_counter()
@@ -967,7 +1002,8 @@ def _complete(
         progress("diagnose", len(rows), len(rows))
         progress("cluster", 0, None)
     t = time.perf_counter()
-    clusters = _build_clusters(rows, config, sample_size=sample_size, distance_threshold=distance_threshold)
+    clusters, changes, retired = _build_clusters(rows, config, sample_size=sample_size,
+                                                 distance_threshold=distance_threshold, previous=previous)
     timings["cluster"] = round(time.perf_counter() - t, 3)
     if progress is not None:
         progress("cluster", len(clusters), len(clusters))
@@ -981,6 +1017,8 @@ def _complete(
         classifier=type(classifier).__name__ if classifier is not None else None,
         classifier_errors=errors,
         clusters=clusters,
+        changes=changes,
+        retired_ids=retired,
         findings=ctx.scores.findings(),
         rules=rule_refs(ctx.knowledge.disabled_rules),
         warnings=[*settings.notes, *(f"rule {n} failed and was skipped: {e}" for n, e in sorted(ctx.rule_errors.items()))],
@@ -1001,9 +1039,13 @@ def triage_traces(
     grace_s: float = 600.0,
     sample_size: int = 1000,
     distance_threshold: float = 0.6,
+    previous: TriageReport | PreviousRun | None = None,
 ) -> TriageReport:
-    """Triage an iterable of traces in one pass (no files written): detection, rules, classifier, clustering."""
+    """Triage an iterable of traces in one pass (no files written): detection, rules, classifier, clustering.
+
+    `previous`: the run to carry cluster ids over from and compare with (None: every cluster is new)."""
     settings = settings or DetectionSettings()
+    prev = previous_from_report(previous) if isinstance(previous, TriageReport) else previous
     spool = _Spool() if classifier is not None else None
     try:
         with _gc_paused():
@@ -1022,7 +1064,7 @@ def triage_traces(
             rows = stream.finalize(ctx, latency, {})
             timings = {"read_detect": round(t1 - t0, 3), "diagnose": round(time.perf_counter() - t1, 3)}
             report = _complete(rows, stream.traces, timings, classifier, {0: spool} if spool else {}, config, progress,
-                               sample_size, distance_threshold, ctx, settings)
+                               sample_size, distance_threshold, ctx, settings, prev)
             report.warnings += stream.out_of_scale.warnings(settings)
             return report
     finally:
@@ -1087,6 +1129,25 @@ def _write_report(report: TriageReport, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _previous_run(previous: str | Path | TriageReport | PreviousRun | bool | None,
+                  latest: Path) -> tuple[PreviousRun | None, str | None]:
+    """The previous run `run_triage` compares with, and a warning when its report cannot be read."""
+    if previous is False:
+        return None, None
+    if isinstance(previous, PreviousRun):
+        return previous, None
+    if isinstance(previous, TriageReport):
+        return previous_from_report(previous), None
+    path = latest if previous is None or previous is True else Path(previous)
+    try:
+        found = load_previous(path)
+    except ValueError as exc:
+        return None, str(exc)
+    if found is None and previous not in (None, True):
+        return None, f"{path}: no such previous triage report; every cluster is compared as new"
+    return found, None
+
+
 def run_triage(
     config: Any,
     since: datetime | None = None,
@@ -1103,6 +1164,7 @@ def run_triage(
     max_pending: int = 200_000,
     sample_size: int = 1000,
     limits: ReadLimits = ReadLimits(),
+    previous: str | Path | TriageReport | PreviousRun | bool | None = None,
 ) -> TriageReport:
     """Triage the config's production traces (or `paths`); write the report and the quarantine.
 
@@ -1112,8 +1174,14 @@ def run_triage(
     (each run its own, beside its ``report.json``). `workers`: reader processes for native JSONL input of at least
     `parallel_min_bytes` (default: one per core). Raises FileNotFoundError when a trace file
     is missing, PermissionError when it cannot be read.
+
+    `previous`: the run whose cluster ids carry over and that ``changes`` compares with; None: the report
+    ``<state>/triage/latest.json`` held before this run (none on a first run: every cluster is new); a report
+    file, a `TriageReport` or a `PreviousRun`; False: compare with nothing. A previous report that cannot be read
+    is named in ``warnings`` and every cluster is new.
     """
     out_dir = Path(report_dir) if report_dir is not None else config.state_path / "triage"
+    prev, prev_warning = _previous_run(previous, out_dir / "latest.json")
     sources = [Path(p) for p in paths] if paths is not None else [config.dataset_path("traces")]
     for src in sources:
         if not src.exists():
@@ -1140,7 +1208,7 @@ def run_triage(
         with Quarantine(qpath if write else None) as quarantine:
             traces = ingest(sources, fmt=fmt, quarantine=quarantine, since=since, stats=stats, limits=limits)  # type: ignore[arg-type]
             report = triage_traces(traces, settings, classifier=classifier, config=config, progress=progress,
-                                   max_pending=max_pending, sample_size=sample_size)
+                                   max_pending=max_pending, sample_size=sample_size, previous=prev)
     else:
         spool_dir = Path(tempfile.mkdtemp(prefix="autofix-triage-spool-")) if classifier is not None else None
         try:
@@ -1153,7 +1221,7 @@ def run_triage(
                 spools = {s.index: _Spool(spool_dir / f"{s.index:05d}.jsonl") for s in shards} if spool_dir else {}
                 try:
                     report = _complete(rows, n_traces, timings, classifier, spools, config, progress, sample_size, 0.6,
-                                       ctx, settings)
+                                       ctx, settings, prev)
                     report.warnings += out_of_scale.warnings(settings)
                 finally:
                     for sp in spools.values():
@@ -1168,6 +1236,8 @@ def run_triage(
     report.quarantined_by_reason = dict(stats.quarantined_by_reason)
     report.ingest = stats.as_dict()
     report.quarantine_path = str(qpath) if write else None
+    if prev_warning:
+        report.warnings.append(prev_warning)
     if stats.undated:
         report.warnings.append(
             f"{stats.undated} trace{'s have' if stats.undated != 1 else ' has'} no timestamp: "
