@@ -47,18 +47,22 @@ def print_clusters(report, limit: int | None, console: Console, more_hint: str =
     table.add_column("category", **fixed, min_width=max((len(c.category.value) for c in clusters), default=8))
     table.add_column("owner", **fixed, min_width=max((len(c.owner) for c in clusters), default=5))
     table.add_column("size", justify="right", **fixed, min_width=4)
+    table.add_column("trend", **fixed, min_width=9)
     table.add_column("priority", justify="right", **fixed, min_width=8)
     table.add_column("fixable", **fixed, min_width=7)
     table.add_column("name", no_wrap=True, overflow="ellipsis", min_width=10, max_width=32)
     table.add_column("rationale", no_wrap=True, overflow="ellipsis", min_width=10, max_width=80)
     for c in clusters:
         table.add_row(
-            str(c.rank), escape(c.id), c.category.value, c.owner, str(c.size), f"{c.priority:.2f}",
+            str(c.rank), escape(c.id), c.category.value, c.owner, str(c.size), _trend_cell(c.trend), f"{c.priority:.2f}",
             "yes" if c.fixable else "no", escape(c.name), escape(c.rationale),
         )
     console.print(table)
     if limit is not None and len(report.clusters) > limit:
         console.print(f"… {len(report.clusters) - limit} more clusters ({more_hint})")
+    changes = getattr(report, "changes", None)
+    if changes is not None:
+        print_changes(changes, console)
     if report.by_category:
         console.print("by category: " + ", ".join(f"{k} {v}" for k, v in report.by_category.items()))
     for f in report.findings:
@@ -71,6 +75,44 @@ def print_clusters(report, limit: int | None, console: Console, more_hint: str =
                       soft_wrap=True)
     for warning in getattr(report, "warnings", None) or []:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+
+
+_TREND_STYLE = {"new": "cyan", "growing": "red", "shrinking": "green", "steady": "dim", "resolved": "green"}
+CHANGE_ROWS = 20
+
+
+def _trend_cell(trend: str) -> str:
+    style = _TREND_STYLE.get(trend)
+    return f"[{style}]{trend}[/{style}]" if style else trend
+
+
+def print_changes(changes, console: Console, limit: int = CHANGE_ROWS) -> None:  # noqa: ANN001
+    """The comparison with the previous run: one line of counts, then a short table of what changed (new,
+    growing, shrinking and resolved clusters, sizes then and now); steady clusters are only counted."""
+    n = changes.counts
+    if changes.previous is None:
+        console.print("since the previous run: none to compare with (first run), every cluster is new")
+        return
+    when = changes.previous.generated_at.strftime("%Y-%m-%d %H:%M") if changes.previous.generated_at else "?"
+    console.print(
+        f"since the previous run ({when}, {changes.previous.clusters} clusters): {n.get('kept', 0)} kept "
+        f"({n.get('growing', 0)} growing, {n.get('shrinking', 0)} shrinking, {n.get('steady', 0)} steady), "
+        f"{n.get('new', 0)} new, {n.get('resolved', 0)} resolved", soft_wrap=True)
+    rows = [(c.trend, c.id, c.previous_size, c.size) for c in changes.clusters if c.trend != "steady"]
+    rows += [("resolved", r.id, r.previous_size, 0) for r in changes.resolved]
+    if not rows:
+        return
+    table = Table(show_lines=False, expand=False, box=None, padding=(0, 2, 0, 0))
+    fixed = dict(no_wrap=True, overflow="fold")
+    table.add_column("change", **fixed, min_width=9)
+    table.add_column("cluster", **fixed, min_width=max(len(r[1]) for r in rows[:limit]))
+    table.add_column("then", justify="right", **fixed, min_width=4)
+    table.add_column("now", justify="right", **fixed, min_width=4)
+    for trend, cid, then, now in rows[:limit]:
+        table.add_row(_trend_cell(trend), escape(cid), "-" if then is None else str(then), str(now))
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"… {len(rows) - limit} more changes (--json lists them all)")
 
 
 def nothing_read(report) -> str | None:  # noqa: ANN001
@@ -97,7 +139,8 @@ def triage(
     config: Path = typer.Option(
         Path(CONFIG_FILENAME), "--config", "-c", help="The target's autofix.yaml (or the folder holding it)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print {traces, failures, quarantined, clusters} as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print {traces, failures, quarantined, clusters, changes} as JSON."),
     since: Optional[str] = typer.Option(None, "--since", help="Only traces at or after this date (ISO 8601)."),
     limit_clusters: Optional[int] = typer.Option(None, "--limit-clusters", min=1, help="Show only the top N clusters."),
     no_llm: bool = typer.Option(False, "--no-llm", help="Rules only: do not ask the LLM classifier."),
@@ -105,6 +148,9 @@ def triage(
     """Find the failures in the production traces, diagnose their root causes and rank the clusters.
 
     Reads datasets.traces of autofix.yaml (native JSONL, OpenInference or Langfuse exports). Each run writes <state>/triage/<timestamp>/report.json and quarantine.jsonl (bad records, with file, line and reason); <state>/triage/latest.json is the newest report.
+
+    Each cluster keeps its id from the previous run (the report latest.json held) while its mechanism is the same;
+    the trend column and the table after it show what is new, growing, shrinking or resolved since then.
 
     Exit 2 on a bad config, 1 on unreadable input: a trace file that cannot be read, or no trace read at all
     (no record, or every record quarantined).

@@ -224,7 +224,9 @@ def _from_document(doc: Mapping[str, Any], path: str | None) -> PreviousRun:
     except ValueError:
         when = None
     traces = doc.get("traces")
-    return PreviousRun(clusters=snaps, retired_ids=[str(x) for x in (doc.get("retired_ids") or [])], report=path,
+    report = doc.get("report_path")  # latest.json is a copy: name the run's own report
+    return PreviousRun(clusters=snaps, retired_ids=[str(x) for x in (doc.get("retired_ids") or [])],
+                       report=str(report) if isinstance(report, str) and report else path,
                        generated_at=when, traces=traces if isinstance(traces, int) else None)
 
 
