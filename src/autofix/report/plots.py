@@ -181,7 +181,7 @@ def _trials_plot(cluster: str, cands: list[CandidateRow]) -> str:
         body.append(_dot(x, y, 8, "none", "#111827", tip))
         body.append(text(x + 11, y + 12, f"proposed {names}", size=9))
     feasible = sum(n for (_, _, f), n in counts.items() if f)
-    meta = ", ".join(f"{lineage[k]} {k}" for k in ("trials", "pruned", "infeasible") if isinstance(lineage.get(k), int))
+    meta = ", ".join(f"{lineage[k]} {k}" for k in ("trials", "pruned", "infeasible", "failed") if isinstance(lineage.get(k), int))
     desc = (f"Retrieval search trials for cluster {cluster}" + (f" ({meta})" if meta else "") +
             f": {len(trials)} completed trials plotted, {feasible} feasible and {len(trials) - feasible} infeasible; "
             f"scores from {min(ys):.2f} to {max(ys):.2f}, tokens per case from {min(xs):g} to {max(xs):g}. "
