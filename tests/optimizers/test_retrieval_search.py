@@ -249,6 +249,28 @@ def test_a_trial_far_past_a_guardrail_stops_after_one_case(tmp_path) -> None:
     assert table["infeasible"] >= 1
 
 
+def test_a_configuration_the_target_cannot_run_is_stopped_after_the_subset_and_never_looks_cheap(tmp_path) -> None:
+    # a prompt past the model's context window: every case fails, and a failed case records no tokens
+    task, _ = make_task(tmp_path, by_top_k, space={"top_k": SPACE["top_k"]})
+    evaluate = task.evaluate
+
+    def overflowing(files, case_ids=None):
+        batch = evaluate(files, case_ids)
+        if values({PATH: files[PATH]})["top_k"] >= 6:
+            for c in batch.cases:
+                c.error, c.score, c.tokens = "ModelError: requested tokens exceed the context window", 0.0, 0
+        return batch
+
+    task.evaluate = overflowing
+    proposals = RetrievalSearch(max_trials=8).propose(task)
+    table = json.loads((task.work_dir / "trials.json").read_text())
+    broken = [r for r in table["trials_table"] if r["status"] != "duplicate" and r["params"]["top_k"] >= 6]
+    assert broken and table["failed"] == len(broken)
+    for r in broken:
+        assert r["status"] == "failed" and r["metric_calls"] == 3 and r["feasible"] is False and r["ratios"] == {}
+    assert all(values(p.files)["top_k"] < 6 for p in proposals)
+
+
 # ---- the files it writes ----------------------------------------------------------------------------
 
 

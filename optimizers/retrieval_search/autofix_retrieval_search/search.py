@@ -108,6 +108,15 @@ def guardrail_ratios(trial: Figures, base: Figures, *, latency: bool) -> dict[st
     return out
 
 
+def paired_ratios(cases: Sequence[CaseEval], base: Mapping[str, CaseEval], *, latency: bool) -> dict[str, float]:
+    """Guardrail ratios on the cases that ran both at the trial and at the base: a failed replay (a
+    prompt past the model's context window, a timeout) records no tokens, and must not look cheap."""
+    ok = [c for c in cases if not c.error and not base[c.case_id].error]
+    if not ok:
+        return {}
+    return guardrail_ratios(Figures.of(ok), Figures.of([base[c.case_id] for c in ok]), latency=latency)
+
+
 def violations(ratios: Mapping[str, float], guardrails: Any) -> dict[str, float]:
     """Optuna constraint values, one per guardrail (ratio / limit - 1; <= 0 is feasible)."""
     out = {}
@@ -381,27 +390,37 @@ class _Search:
                     continue
                 so_far = Figures.of(cases)
                 base_so_far = Figures.of([self.base_cases[c.case_id] for c in cases])
-                early = guardrail_ratios(so_far, base_so_far, latency=False)
+                early = paired_ratios(cases, self.base_cases, latency=False)
                 broken = {f: r for f, r in early.items() if limits[f] > 0 and r > limits[f] * (1 + slack)}
+                # every subset case failed to replay where the base's ran: the configuration breaks the target
+                failed = is_subset and all(c.error for c in cases) and not all(self.base_cases[c.case_id].error
+                                                                               for c in cases)
                 if is_subset:
                     record["subset_score"] = so_far.score
                     trial.report(so_far.score if so_far.score is not None else 0.0, 0)
-                if broken or (is_subset and trial.should_prune()):
+                if broken or failed or (is_subset and trial.should_prune()):
+                    status = "infeasible_early" if broken else "failed" if failed else "pruned"
                     record.update(metric_calls=task.spend.metric_calls - calls0, ratios=early, figures=asdict(so_far),
-                                  feasible=not broken, status="infeasible_early" if broken else "pruned")
+                                  feasible=False if broken or failed else None, status=status,
+                                  failed_cases=sum(1 for c in cases if c.error))
                     self._set_constraints(trial, violations(early, task.guardrails))
                     self._finish(study, trial, record, optuna.trial.TrialState.PRUNED)
-                    why = (", ".join(f"{f} x{r:.2f}" for f, r in broken.items()) + f" on {len(cases)} case(s)"
-                           if broken else f"subset {so_far.score or 0.0:.2f} < base {base_so_far.score or 0.0:.2f} "
-                                          f"- {self.margin:.2f}")
-                    task.log(f"trial {trial.number}: {what}: {'infeasible' if broken else 'pruned'} ({why})")
+                    if broken:
+                        why = ", ".join(f"{f} x{r:.2f}" for f, r in broken.items()) + f" on {len(cases)} case(s)"
+                    elif failed:
+                        why = f"all {len(cases)} subset cases failed: {(cases[0].error or '')[:120]}"
+                    else:
+                        why = f"subset {so_far.score or 0.0:.2f} < base {base_so_far.score or 0.0:.2f} - {self.margin:.2f}"
+                    label = {"infeasible_early": "infeasible", "failed": "failed", "pruned": "pruned"}[status]
+                    task.log(f"trial {trial.number}: {what}: {label} ({why})")
                     return True
         except BudgetExhausted as exc:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             task.log(f"trial {trial.number}: {what}: budget spent ({exc})")
             return False
         figures = Figures.of(cases)
-        record.update(self._full(figures), metric_calls=task.spend.metric_calls - calls0)
+        record.update(self._full(figures, cases), metric_calls=task.spend.metric_calls - calls0,
+                      failed_cases=sum(1 for c in cases if c.error))
         self._set_constraints(trial, violations(record["ratios"], task.guardrails))
         self._finish(study, trial, record, optuna.trial.TrialState.COMPLETE, record["score"])
         ratio = ", ".join(f"{f} x{r:.2f}" for f, r in record["ratios"].items())
@@ -423,9 +442,16 @@ class _Search:
             stages.append((self.rest, None, False))
         return stages
 
-    def _full(self, figures: Figures) -> dict[str, Any]:
-        ratios = guardrail_ratios(figures, self.base, latency=self.latency)
-        feasible = all(v <= 0 for v in violations(ratios, self.task.guardrails).values())
+    def _full(self, figures: Figures, cases: Sequence[CaseEval] | None = None) -> dict[str, Any]:
+        """Score, guardrail ratios and feasibility of a trial replayed on every training case (`cases`;
+        None: the base itself)."""
+        if cases is None:
+            ratios = guardrail_ratios(figures, self.base, latency=self.latency)
+            ran = True
+        else:
+            ratios = paired_ratios(cases, self.base_cases, latency=self.latency)
+            ran = any(not c.error for c in cases) or all(c.error for c in self.base_cases.values())
+        feasible = ran and all(v <= 0 for v in violations(ratios, self.task.guardrails).values())
         return {"score": figures.score if figures.score is not None else 0.0, "feasible": feasible,
                 "ratios": ratios, "figures": asdict(figures)}
 
@@ -496,9 +522,15 @@ class _Search:
 
     def _counts(self) -> dict[str, int]:
         rs = [r for r in self.records.values() if r["status"] != "duplicate"]
+
+        def failed(r: dict[str, Any]) -> bool:
+            return r["status"] == "failed" or (r["status"] == "complete" and r["figures"]["cases"] > 0
+                                               and r.get("failed_cases", 0) == r["figures"]["cases"])
+
         return {"trials": len(rs), "pruned": sum(r["status"] == "pruned" for r in rs),
-                "infeasible": sum(r["status"] == "infeasible_early" or (r["status"] == "complete" and not r["feasible"])
-                                  for r in rs),
+                "infeasible": sum(r["status"] == "infeasible_early"
+                                  or (r["status"] == "complete" and not r["feasible"] and not failed(r)) for r in rs),
+                "failed": sum(failed(r) for r in rs),
                 "duplicates": sum(r["status"] == "duplicate" for r in self.records.values())}
 
     def _tradeoff(self) -> list[list[Any]]:
@@ -540,7 +572,8 @@ class _Search:
             out.append(Proposal(
                 files={self.path: r["text"]}, description=f"retrieval: {moved}",
                 rationale=(f"Optuna TPE search over {', '.join(self.space)} ({counts['trials']} trials, "
-                           f"{counts['pruned']} pruned, {counts['infeasible']} infeasible): trial {r['number']} scores "
+                           f"{counts['pruned']} pruned, {counts['infeasible']} infeasible, {counts['failed']} failed): "
+                           f"trial {r['number']} scores "
                            f"{r['score']:.3f} against the base's {base:.3f} on {len(task.train)} training cases; "
                            f"guardrail ratios to the base: {ratios}."),
                 train_score=r["score"], base_score=self.base.score,
@@ -553,7 +586,7 @@ class _Search:
                 break
         if not out:
             task.log(f"no feasible trial beats the base score {base:.3f} ({counts['trials']} trials, "
-                     f"{counts['pruned']} pruned, {counts['infeasible']} infeasible)")
+                     f"{counts['pruned']} pruned, {counts['infeasible']} infeasible, {counts['failed']} failed)")
         return out
 
 
