@@ -153,6 +153,7 @@ class PromptFilesAdapter:
         self.exhausted: str | None = None
         self.charged = 0
         self.reflection_calls = 0
+        self.refused = 0
         base_key = candidate_key({})
         for case in task.base.cases:
             self._remember(base_key, case)
@@ -167,6 +168,8 @@ class PromptFilesAdapter:
         files = self.changed(candidate)
         problems = [f"{p}: {why}" for p, t in files.items() if (why := template_problem(self.base[p], t))]
         if problems:
+            self.refused += 1
+            self.task.log(f"proposal refused before replay: {'; '.join(problems)[:200]}")
             return self._refused(batch, "; ".join(problems), capture_traces)
         key = candidate_key(files)
         todo = [c for c in dict.fromkeys(batch) if (key, c) not in self.evals]

@@ -214,6 +214,7 @@ class GEPAPromptOptimizer:
         summary = {
             "candidates": len(state.program_candidates), "iterations": state.i + 1,
             "metric_calls": task.spend.metric_calls - calls0, "gepa_metric_calls": state.total_num_evals,
+            "reflections": adapter.reflection_calls, "refused_before_replay": adapter.refused,
             "stopped": stopped, "wall_s": round(time.monotonic() - started, 1),
             "proposals": [{"files": sorted(p.files), "train_score": p.train_score} for p in proposals],
         }
