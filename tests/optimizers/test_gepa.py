@@ -33,7 +33,7 @@ def fenced(text: str, why: str = "I change the instruction.") -> str:
 
 def current_text(prompt: str) -> str:
     """The file's current content, as the reflection prompt quotes it (the first fenced block)."""
-    match = re.search(r"```\n(.*?)\n```", prompt, re.S)
+    match = re.search(r"```\n(.*?)\n```", prompt, re.DOTALL)
     return match.group(1) if match else ""
 
 
@@ -273,7 +273,7 @@ def test_gepa_fixes_the_planted_prompt_defect_end_to_end(tmp_path, scripted_mode
     scores = {}
     for ref in ("HEAD", best.commit):
         run = replay_at_ref(config, ref, train, sandbox_kind="local")
-        assert not set(c.case_id for c in train) - run.cached, "all answered from the cache: nothing new ran"
+        assert not {c.case_id for c in train} - run.cached, "all answered from the cache: nothing new ran"
         measured = measure_results(config, measure, train, run.results)
         scores[ref] = slice_score(measured)
         cites = [m.outcomes["cites_sources"].passed for m in measured]

@@ -38,7 +38,7 @@ file within ``` blocks."""
 FIELDS_NOTE = ("It is a template: the assistant fills in {fields} (Python str.format fields). Keep them, "
                "and write literal braces as {{{{ }}}}.\n")
 
-_FENCE = re.compile(r"```[^\n`]*\n?.*?(?:```|$)", re.S)
+_FENCE = re.compile(r"```[^\n`]*\n?.*?(?:```|$)", re.DOTALL)
 
 
 def reflection_template(path: str, text: str) -> str:
