@@ -146,6 +146,10 @@ def dominant(counts: Mapping[str, int]) -> str:
     return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else ""
 
 
+MECHANISM_CHARS = 40
+"""How long the mechanism part of an id may be (the rule first, then its evidence), give or take a few characters."""
+
+
 def _cut(text: str, limit: int) -> str:
     """A slug of `text` at most `limit` long, cut between words where it is too long."""
     s = slug(text, 10_000)
@@ -168,10 +172,10 @@ def mechanism_slug(category: str, mechanism: str) -> str:
     cat = slug(category, 20)
     if rule_slug.startswith(cat + "-"):
         rule_slug = rule_slug[len(cat) + 1 :]
-    parts = [_cut(rule_slug, 32)]
-    if evidence and slug(evidence) != "x":
-        parts.append(_cut(evidence, 40))
-    return "-".join(parts)
+    head = _cut(rule_slug, MECHANISM_CHARS - 8)
+    if not evidence or slug(evidence) == "x":
+        return head
+    return f"{head}-{_cut(evidence, max(12, MECHANISM_CHARS - len(head) - 1))}"
 
 
 def cluster_id(category: str, task_type: str, mechanism: str, disambiguator: str | None = None) -> str:
