@@ -34,14 +34,13 @@ def test_the_optimizer_model_never_spends_past_the_dollar_budget(priced_model) -
     assert spend.usd == pytest.approx(0.002 * calls)
 
 
-def test_metric_calls_are_reserved_before_and_refunded_when_the_cache_answered() -> None:
+def test_metric_calls_are_reserved_before_anything_runs_and_a_refusal_takes_nothing() -> None:
     spend = Spend(Budget(max_metric_calls=10))
     spend.reserve_metric_calls(6)
     with pytest.raises(BudgetExhausted, match="6 of 10 used, 5 more asked"):
         spend.reserve_metric_calls(5)
     assert spend.metric_calls == 6  # a refused reservation takes nothing
-    spend.refund_metric_calls(6)
-    spend.reserve_metric_calls(10)
+    spend.reserve_metric_calls(4)
     assert spend.metric_calls == 10
 
 

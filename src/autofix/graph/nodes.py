@@ -70,7 +70,9 @@ class Nodes:
         self.on_event(f"triage: {report.failures} failures of {report.traces} traces in {len(clusters)} clusters")
         return {"triage": {"traces": report.traces, "failures": report.failures, "quarantined": report.quarantined,
                            "by_category": report.by_category, "report": report.report_path,
-                           "warnings": report.warnings},
+                           "warnings": report.warnings,
+                           "changes": (report.changes.model_dump(mode="json")
+                                       if getattr(report, "changes", None) is not None else None)},
                 "clusters": clusters, "findings": findings, "timings": {"triage": time.monotonic() - clock}}
 
     # ---- plan --------------------------------------------------------------------------------

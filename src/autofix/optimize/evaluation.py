@@ -113,7 +113,7 @@ class SliceEvaluator:
 
     def evaluate(self, files: Mapping[str, str], case_ids: list[str] | None = None) -> ReplayBatch:
         """Replay `files` over the base on the training cases (all, or `case_ids`); one metric call per case
-        replayed (reserved before, so the budget is never exceeded; those the cache answered are refunded)."""
+        the replay cache cannot answer, reserved before anything runs, so the budget is never exceeded."""
         from autofix.replay.session import replay_at_ref
 
         ids = list(self.order if case_ids is None else case_ids)
@@ -123,16 +123,14 @@ class SliceEvaluator:
                              f"training part only)")
         if self.spend.usd_left == 0.0:
             raise BudgetExhausted("dollar budget spent")
-        self.spend.reserve_metric_calls(len(ids))
         commit = self.commit(files)
         cases = [self.train[i] for i in ids]
         self.evaluations += 1
         n = self.evaluations
         sandbox, gateway = self._runtime()
         run = replay_at_ref(self.config, commit, cases, sandbox=sandbox, gateway=gateway, parallel=self.parallel,
-                            replay_id=f"{self.label}-e{n:04d}",
+                            replay_id=f"{self.label}-e{n:04d}", before_misses=self.spend.reserve_metric_calls,
                             replay_dir=self.work_dir / "replays" / f"e{n:04d}")
-        self.spend.refund_metric_calls(len(run.cached))  # a case the cache answered ran nothing
         self.spend.add_usd(sum(r.usage.cost_usd for r in run.results if r.case_id not in run.cached))
         measured = measure_results(self.config, self.measure, cases, run.results)
         evals = []

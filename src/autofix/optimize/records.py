@@ -44,11 +44,6 @@ class Spend:
                 raise BudgetExhausted(f"metric-call budget: {self.metric_calls} of {limit} used, {n} more asked")
             self.metric_calls += n
 
-    def refund_metric_calls(self, n: int) -> None:
-        """Give back reserved calls that ran nothing (answered from the replay cache)."""
-        with self._lock:
-            self.metric_calls = max(0, self.metric_calls - n)
-
     def check_usd(self, estimate: float) -> None:
         """Raise BudgetExhausted when `estimate` more dollars would break the budget."""
         limit = self.budget.max_usd

@@ -137,6 +137,7 @@ def replay_at_ref(
     replay_dir: Path | None = None,
     on_stage: StageCallback = lambda _: None,
     on_progress: ProgressCallback = lambda done, total: None,
+    before_misses: Callable[[int], None] = lambda n: None,
 ) -> ReplayRun:
     """Replay `dataset` on the target at `ref` and score it (see the module doc).
 
@@ -148,6 +149,8 @@ def replay_at_ref(
     `use_rubrics`: score with the rubric judges too (model calls; their verdicts are cached by
     the judges room), not only the deterministic checks. `parallel`: batches at once (default: one
     per CPU core). Artifacts go to `replay_dir` (default `<state>/replays/<replay_id>/`).
+    `before_misses(n)` is called with the number of cases the cache cannot answer, before any runs; an
+    exception it raises (a spent budget) stops the replay with nothing run.
     """
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
@@ -195,6 +198,7 @@ def replay_at_ref(
         sandbox_name: str | None = None
         isolated = True
         if misses:
+            before_misses(len(misses))
             fresh, sandbox_name, isolated = _replay_misses(
                 config, resolved, misses, replay_id=replay_id, io_root=replay_dir / "io", sandbox=sandbox,
                 sandbox_kind=sandbox_kind, gateway=gateway, parallel=parallel, on_stage=on_stage,
