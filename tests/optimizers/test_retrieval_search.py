@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -331,31 +330,44 @@ def test_a_second_run_resumes_the_study_instead_of_starting_again(tmp_path) -> N
 # ---- the real helpdesk ------------------------------------------------------------------------------
 
 
+def narrow_space(root: Path) -> None:
+    """The helpdesk's retrieval space narrowed to one configuration off the base: chunks of 80 words
+    overlapping by 10, which the measurement in optimizers/retrieval_search/RESULTS.md found to beat
+    the base on this cluster within the tokens guardrail; one trial keeps the test short."""
+    text = (root / "autofix.yaml").read_text()
+    start, end = text.index("    space:\n"), text.index("  code:")
+    narrowed = ("    space:\n      chunk_size: {type: categorical, choices: [80]}\n"
+                "      chunk_overlap: {type: categorical, choices: [10]}\n")
+    (root / "autofix.yaml").write_text(text[:start] + narrowed + text[end:])
+
+
 @pytest.mark.model
-def test_on_the_helpdesk_it_commits_a_retrieval_only_candidate_within_the_budget(tmp_path, monkeypatch) -> None:
+def test_on_the_helpdesk_it_commits_a_retrieval_only_candidate_within_the_budget(tmp_path) -> None:
     from autofix.optimize.engine import optimize_cluster
 
-    monkeypatch.setenv(TRIALS_ENV, "3")
-    root = make_helpdesk_repo(tmp_path)
+    root = make_helpdesk_repo(tmp_path, edit=narrow_space)
     config = load_config(root / "autofix.yaml")
     latest = json.loads((config.state_path / "triage" / "latest.json").read_text())
-    cluster = next(c["id"] for c in latest["clusters"] if c["id"].startswith("retrieval-unknown-long-"))
-    clock = time.monotonic()
-    result = optimize_cluster(config, cluster, optimizer="retrieval_search", budget=Budget(max_metric_calls=48),
+    # the smaller of the two retrieval clusters ("knowledge not retrieved": 12 training cases)
+    cluster = min((c for c in latest["clusters"] if c["category"] == "retrieval"), key=lambda c: c["size"])["id"]
+    # the base replay (12 training cases), one trial (12), and room for the engine's own re-scoring of the
+    # proposal (12): the cache answers it and refunds the calls, but they are reserved first
+    budget = 36
+    result = optimize_cluster(config, cluster, optimizer="retrieval_search", budget=Budget(max_metric_calls=budget),
                               sandbox_kind="local", max_candidates=1)
-    wall = time.monotonic() - clock
     run = result.runs[0]
     assert run.optimizer == "autofix-retrieval-search/retrieval_search" and run.stopped is None, run
-    assert run.metric_calls <= 48
-    table = json.loads((config.state_path / "optimize" / result.run_id / cluster
-                        / "autofix-retrieval-search-retrieval_search" / "trials.json").read_text())
-    assert table["trials"] >= 2 and table["base"]["score"] == result.base_score
-    if result.candidates:  # the search found a feasible configuration that beats the base
-        candidate = result.candidates[0]
-        assert candidate.files == ["config/retrieval.yaml"]
-        assert candidate.branch in git(root, "branch", "--list", "autofix/*")
-        changed = git(root, "diff", "--name-only", f"{candidate.base_commit}..{candidate.branch}").split()
-        assert changed == ["config/retrieval.yaml"]
-        assert candidate.train.score > candidate.train.base_score
-    print(f"helpdesk retrieval search: {wall:.0f} s, {run.metric_calls} metric calls, "
-          f"{len(result.candidates)} candidate(s), table {table['trials']} trials")
+    assert run.metric_calls == 24 <= budget
+    assert len(result.candidates) == 1, result.to_json()
+    candidate = result.candidates[0]
+    assert candidate.files == ["config/retrieval.yaml"]
+    assert candidate.description == "retrieval: chunk_size 40 -> 80, chunk_overlap 0 -> 10"
+    assert candidate.train.verified and candidate.train.score > candidate.train.base_score
+    assert candidate.branch in git(root, "branch", "--list", "autofix/*")
+    assert git(root, "diff", "--name-only", f"{candidate.base_commit}..{candidate.branch}").split() == [
+        "config/retrieval.yaml"]
+    changed = [line for line in git(root, "diff", "-U0", f"{candidate.base_commit}..{candidate.branch}").splitlines()
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ["-chunk_size: 40          # words per chunk", "-chunk_overlap: 0        # words shared by consecutive chunks",
+                       "+chunk_size: 80          # words per chunk", "+chunk_overlap: 10       # words shared by consecutive chunks"]
+    assert candidate.lineage["trials"] == 1 and candidate.lineage["tradeoff"]
