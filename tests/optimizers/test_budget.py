@@ -54,3 +54,14 @@ def test_a_cached_answer_asks_the_model_nothing_and_costs_nothing(priced_model, 
     assert len(priced_model.calls) == 1 and first.usd > 0 and second.usd == 0
     budgeted_completion("scripted/optimizer", second, cache)("Another question.")
     assert len(priced_model.calls) == 2
+
+
+def test_a_spent_wall_time_share_stops_replays_and_model_calls(priced_model) -> None:
+    import time
+
+    spend = Spend(Budget(deadline=time.time() - 1))
+    with pytest.raises(BudgetExhausted, match="wall-time budget"):
+        spend.reserve_metric_calls(1)
+    with pytest.raises(BudgetExhausted, match="wall-time budget"):
+        budgeted_completion("scripted/optimizer", spend)("Improve this prompt.")
+    assert spend.metric_calls == 0 and not priced_model.calls

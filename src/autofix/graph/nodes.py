@@ -103,6 +103,8 @@ class Nodes:
                 job.budget_usd = round(self.options.budget_usd * share, 6)
             if self.options.max_metric_calls is not None:
                 job.max_metric_calls = max(1, int(self.options.max_metric_calls * share))
+            if self.options.wall_s is not None:  # the gates need time too: optimizers get 70% of it
+                job.wall_s = round(0.7 * self.options.wall_s * share, 1)
         self.on_event(f"plan: {len(jobs)} (cluster, optimizer) pairs" +
                       (f", {len(skipped)} not reached" if skipped else ""))
         return {"jobs": [j.model_dump() for j in jobs], "skipped": skipped}
@@ -144,7 +146,8 @@ class Nodes:
         try:
             result = optimize_cluster(
                 self.config, job.cluster, optimizer=job.optimizer, run_id=state_run_id(self.layout),
-                budget=Budget(max_usd=job.budget_usd, max_metric_calls=job.max_metric_calls),
+                budget=Budget(max_usd=job.budget_usd, max_metric_calls=job.max_metric_calls,
+                              deadline=None if job.wall_s is None else time.time() + job.wall_s),
                 max_candidates=self.options.max_candidates, sandbox_kind=self.options.sandbox_kind,
                 first_n=job.first_n, out_dir=self.layout.optimize(job.cluster, job.index),
                 on_event=lambda m: self.on_event(f"optimize {label}: {m}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ class Budget(BaseModel):
     max_metric_calls: int | None = Field(
         default=None, ge=0, description="Case replays (each case of each evaluation that the cache did not answer).")
     max_usd: float | None = Field(default=None, ge=0, description="Dollars of model calls: replays and the optimizer's LM.")
+    deadline: float | None = Field(
+        default=None, description="Unix time after which nothing new starts (a run's wall-time share).")
 
 
 class Spend:
@@ -36,8 +39,13 @@ class Spend:
         self.usd = 0.0
         self._lock = threading.Lock()
 
+    def check_deadline(self) -> None:
+        if self.budget.deadline is not None and time.time() > self.budget.deadline:
+            raise BudgetExhausted("wall-time budget: the time given to this optimizer is spent")
+
     def reserve_metric_calls(self, n: int) -> None:
         """Take `n` metric calls, or raise BudgetExhausted without taking any."""
+        self.check_deadline()
         with self._lock:
             limit = self.budget.max_metric_calls
             if limit is not None and self.metric_calls + n > limit:
@@ -45,7 +53,8 @@ class Spend:
             self.metric_calls += n
 
     def check_usd(self, estimate: float) -> None:
-        """Raise BudgetExhausted when `estimate` more dollars would break the budget."""
+        """Raise BudgetExhausted when `estimate` more dollars would break the budget (or the time is spent)."""
+        self.check_deadline()
         limit = self.budget.max_usd
         if limit is not None and self.usd + estimate > limit + 1e-12:
             raise BudgetExhausted(f"dollar budget: ${self.usd:.4f} of ${limit:.4f} used, about ${estimate:.4f} more asked")
