@@ -68,15 +68,6 @@ from autofix.triage.clustering import (
     fixability,
     owner_for,
 )
-from autofix.triage.identity import (
-    ClusterChanges,
-    ClusterSnapshot,
-    PreviousRun,
-    Trend,
-    assign_identities,
-    load_previous,
-    previous_from_report,
-)
 from autofix.triage.detection import (
     Detection,
     DetectionSettings,
@@ -93,6 +84,15 @@ from autofix.triage.detection import (
 )
 from autofix.triage.context import TriageContext
 from autofix.triage.facts import INPUT_CHARS, OUTPUT_CHARS, TraceFacts, extract_facts
+from autofix.triage.identity import (
+    ClusterChanges,
+    ClusterSnapshot,
+    PreviousRun,
+    Trend,
+    assign_identities,
+    load_previous,
+    previous_from_report,
+)
 from autofix.triage.records import Category, Cause, Diagnosis, Failure, Finding
 from autofix.triage.scorer_health import ScoreVerdicts
 from autofix.triage.voting import diagnose_facts, rule_refs
