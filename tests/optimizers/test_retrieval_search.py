@@ -357,7 +357,7 @@ def test_on_the_helpdesk_it_commits_a_retrieval_only_candidate_within_the_budget
                               sandbox_kind="local", max_candidates=1)
     run = result.runs[0]
     assert run.optimizer == "autofix-retrieval-search/retrieval_search" and run.stopped is None, run
-    assert run.metric_calls == 24 <= budget
+    assert 24 <= run.metric_calls <= budget  # more than 24 only when an infrastructure failure is replayed again
     assert len(result.candidates) == 1, result.to_json()
     candidate = result.candidates[0]
     assert candidate.files == ["config/retrieval.yaml"]
