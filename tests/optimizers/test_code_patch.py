@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from autofix_code_patch.patch import PatchRefused, apply_answer, apply_diff, extract_diff
 
 from autofix.config import load_config
 from autofix.optimize import Budget, find_optimizer
 from autofix.optimize.engine import optimize_cluster
 from autofix.optimize.testing import check_optimizer, synthetic_task
 from autofix.replay.datasets import load_slice
-from autofix_code_patch.patch import PatchRefused, apply_answer, apply_diff, extract_diff
 
 from .conftest import git, make_helpdesk_repo
 
@@ -279,6 +279,16 @@ def _with_scripted_optimizer(root: Path) -> None:
                                    "  name: autofix-local/smollm2-135m-instruct\n  optimizer: scripted/optimizer\n", 1))
 
 
+def _scripted_optimizer_short_answers(root: Path) -> None:
+    """As `_with_scripted_optimizer`, and the assistant's answers cut at 48 tokens instead of 256: the routing
+    test replays every answer with the embedded model, and what it checks (searching) is decided before."""
+    _with_scripted_optimizer(root)
+    assistant = root / "src" / "helpdesk" / "assistant.py"
+    text = assistant.read_text()
+    assert "ANSWER_MAX_TOKENS = 256\n" in text
+    assistant.write_text(text.replace("ANSWER_MAX_TOKENS = 256\n", "ANSWER_MAX_TOKENS = 48\n"))
+
+
 def _cluster(root: Path, category: str) -> str:
     config = load_config(root / "autofix.yaml")
     latest = json.loads((config.state_path / "triage" / "latest.json").read_text())
@@ -345,7 +355,7 @@ def test_a_patch_breaking_the_tests_is_repaired_in_the_next_round(tmp_path, scri
 
 @pytest.mark.model
 def test_fixes_the_routing_defect_with_a_scripted_coding_model(tmp_path, scripted_model) -> None:
-    root = make_helpdesk_repo(tmp_path, edit=_with_scripted_optimizer)
+    root = make_helpdesk_repo(tmp_path, edit=_scripted_optimizer_short_answers)
     original = (root / ROUTER).read_text()
 
     def script(messages: list[dict]) -> str:

@@ -61,10 +61,10 @@ def _explanation(answer: str) -> tuple[str, str]:
     """(summary line, rationale) from the text of an answer outside its diff."""
     prose = FENCE.sub("", answer).strip()
     summary = ""
-    if m := re.search(r"^\s*\**summary\**\s*:\s*(.+)$", prose, re.I | re.M):
+    if m := re.search(r"^\s*\**summary\**\s*:\s*(.+)$", prose, re.IGNORECASE | re.MULTILINE):
         summary = m.group(1).strip()
     why = ""
-    if m := re.search(r"^\s*\**why\**\s*:\s*(.+?)(?=^\s*\**summary\**\s*:|\Z)", prose, re.I | re.M | re.S):
+    if m := re.search(r"^\s*\**why\**\s*:\s*(.+?)(?=^\s*\**summary\**\s*:|\Z)", prose, re.IGNORECASE | re.MULTILINE | re.DOTALL):
         why = m.group(1).strip()
     if not summary:
         summary = next((line.strip(" #*-") for line in prose.splitlines() if line.strip(" #*-")), "")
@@ -146,7 +146,7 @@ class CodePatch:
                     raise
                 return False
             step = {"attempt": attempt, "round": n, "answer": answer}
-            if kept_here and re.match(r"^\W*done\b", answer.strip(), re.I):
+            if kept_here and re.match(r"^\W*done\b", answer.strip(), re.IGNORECASE):
                 _append(transcript, {**step, "verdict": "done"})
                 task.log(f"attempt {attempt} round {n}: the model is done")
                 return False
@@ -156,8 +156,8 @@ class CodePatch:
                 refused += 1
                 task.log(f"attempt {attempt} round {n}: diff refused: {exc}")
                 _append(transcript, {**step, "verdict": "refused", "reason": str(exc)})
-                last = (answer, f"Your diff was refused: {exc}\n\nAnswer again in the same form (Summary, Why, one "
-                                f"```diff block) with a diff against the ORIGINAL files as given above.")
+                last = (answer, (f"Your diff was refused: {exc}\n\nAnswer again in the same form (Summary, Why, one "
+                                 f"```diff block) with a diff against the ORIGINAL files as given above."))
                 continue
             key = tuple(sorted(files.items()))
             outcome = tried.get(key)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-FENCE = re.compile(r"^```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
+FENCE = re.compile(r"^```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 NO_EOL = "\\ No newline at end of file"
 DIFF_LANGS = {"diff", "patch", "udiff"}
@@ -84,13 +84,13 @@ def extract_diff(answer: str) -> str:
     blocks = FENCE.findall(answer)
     diffs = [body for lang, body in blocks if lang.lower() in DIFF_LANGS]
     if not diffs:  # an unlabelled fence holding a diff
-        diffs = [body for lang, body in blocks if not lang and re.search(r"^@@ ", body, re.M)]
+        diffs = [body for lang, body in blocks if not lang and re.search(r"^@@ ", body, re.MULTILINE)]
     if diffs:
         return "\n".join(diffs)
-    if re.search(r"^```[ \t]*(diff|patch|udiff)\b", answer, re.M):
+    if re.search(r"^```[ \t]*(diff|patch|udiff)\b", answer, re.MULTILINE):
         raise PatchRefused("the ```diff block is not closed (was the answer cut off?): answer with a shorter, "
                            "complete diff")
-    if re.search(r"^@@ ", answer, re.M):
+    if re.search(r"^@@ ", answer, re.MULTILINE):
         raise PatchRefused("the diff is not inside a ```diff fenced block: put the whole unified diff in one "
                            "```diff ... ``` block")
     if blocks:
@@ -111,7 +111,7 @@ def _label(raw: str) -> str:
 
 def resolve_path(label: str, allowed: set[str]) -> str:
     """The allowed file `label` names (`a/` and `b/` prefixes are git's), or PatchRefused."""
-    if label.startswith("/") or re.match(r"^[A-Za-z]:", label) or label.startswith("~"):
+    if label.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", label):
         raise PatchRefused(f"{label}: an absolute path; name files relative to the target, e.g. a/{_example(allowed)}")
     if "\\" in label or "\0" in label:
         raise PatchRefused(f"{label!r}: a path with backslashes or NUL; use a/{_example(allowed)}")
@@ -132,7 +132,7 @@ def resolve_path(label: str, allowed: set[str]) -> str:
 
 
 def _example(allowed: set[str]) -> str:
-    return sorted(allowed)[0] if allowed else "PATH"
+    return min(allowed) if allowed else "PATH"
 
 
 def _listing(allowed: set[str]) -> str:
@@ -233,7 +233,7 @@ def _find(lines: list[str], want: list[str], hint: int, lowest: int) -> int | No
     if last < lowest:
         return None
     hint = min(max(hint, lowest), last)
-    for delta in range(0, max(hint - lowest, last - hint) + 1):
+    for delta in range(max(hint - lowest, last - hint) + 1):
         for at in (hint - delta, hint + delta) if delta else (hint,):
             if lowest <= at <= last and _matches(lines, at, want):
                 return at

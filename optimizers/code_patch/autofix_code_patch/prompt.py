@@ -145,8 +145,8 @@ def first_prompt(task: OptimizeTask, cases: list[CaseEval], shown: list[SurfaceF
         "# The failure cluster",
         f"category: {cluster.category.value}" + (f" ({cluster.name})" if cluster.name else ""),
         f"triage: {_short(cluster.rationale, 800) or '(no rationale)'}",
-        f"measured by: {', '.join(task.measures)}; score now {base} on {measured} training cases "
-        f"(1.00 = every measure passes on every case)",
+        (f"measured by: {', '.join(task.measures)}; score now {base} on {measured} training cases "
+         f"(1.00 = every measure passes on every case)"),
         "",
         f"# Failing cases ({len(cases)} shown)",
         "\n\n".join(render_case(c) for c in cases) or "(none)",
