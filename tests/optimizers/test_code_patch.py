@@ -333,7 +333,10 @@ def test_fixes_the_tool_date_format_with_a_scripted_coding_model(tmp_path, scrip
 
 
 @pytest.mark.model
-def test_a_patch_breaking_the_tests_is_repaired_in_the_next_round(tmp_path, scripted_model) -> None:
+@pytest.mark.parametrize("sandbox", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_patch_breaking_the_tests_is_repaired_in_the_next_round(tmp_path, scripted_model, sandbox, request) -> None:
+    if sandbox == "docker":
+        request.getfixturevalue("docker_sandbox")  # skips where Docker or its base image is missing
     root = make_helpdesk_repo(tmp_path, edit=_with_scripted_optimizer)
     original = (root / DATES).read_text()
 
@@ -345,7 +348,7 @@ def test_a_patch_breaking_the_tests_is_repaired_in_the_next_round(tmp_path, scri
     scripted_model.script = script
     result = optimize_cluster(load_config(root / "autofix.yaml"), _cluster(root, "tool_arguments"),
                               optimizer="code_patch", budget=Budget(max_metric_calls=60, max_usd=1.0),
-                              sandbox_kind="local")
+                              sandbox_kind=sandbox)
     _assert_candidate(root, result, DATES)
     [best] = result.candidates
     assert best.lineage["rounds"] == 2 and "timedelta(days=14)" not in best.diff
