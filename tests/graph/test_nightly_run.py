@@ -98,3 +98,23 @@ def test_resume_of_an_unknown_run_is_an_input_error(tmp_path) -> None:
     root = make_target(tmp_path)
     out = autofix("resume", "run-nope", "-c", str(root / "autofix.yaml"))
     assert out.returncode == 2 and "no run 'run-nope'" in out.stderr
+
+
+def test_two_nights_keep_the_mechanisms_cluster_ids_and_the_report_shows_the_change(tmp_path) -> None:
+    from autofix.graph import RunOptions, start_run
+
+    from .toy import TOPICS, write_traces
+
+    root = make_target(tmp_path, topics=TOPICS[:16], actions=3)
+    config = load_config(root / "autofix.yaml")
+    first = start_run(config, RunOptions(sandbox_kind="local")).to_json()
+    write_traces(root, TOPICS[16:], 3, day=21, start=100)  # the next day's traces: more of the same failures
+    git(root, "commit", "-q", "-am", "traces of the next day")
+    second = start_run(config, RunOptions(sandbox_kind="local")).to_json()
+    ids = lambda run: {c["category"]: (c["id"], c["size"], c["trend"]) for c in run["clusters"]}  # noqa: E731
+    one, two = ids(first), ids(second)
+    assert one["retrieval"][0] == two["retrieval"][0] and one["missing_capability"][0] == two["missing_capability"][0]
+    assert (one["retrieval"][1], two["retrieval"][1]) == (16, 24) and two["retrieval"][2] == "growing"
+    assert one["retrieval"][2] == "new"
+    report = Path(second["report"]["md"]).read_text()
+    assert "growing" in report and "16" in report and "24" in report

@@ -1,7 +1,7 @@
 """Running optimizers on one failure cluster: measure the slice, hand the training part to each
 optimizer, and commit every proposal on its own branch `autofix/<run>/<cluster>/<n>`.
 
-    result = optimize_cluster(config, "retrieval-unknown-disk-e72877", budget=Budget(max_metric_calls=200))
+    result = optimize_cluster(config, "retrieval-unknown-misses-request", budget=Budget(max_metric_calls=200))
     result.candidates[0].branch, result.candidates[0].train
 
 The held-out part of the slice is never loaded here: it and the regression set belong to the gate.
