@@ -58,7 +58,8 @@ def values(files: Mapping[str, str]) -> dict:
 
 def make_task(tmp_path: Path, score: Callable[[dict, str], float], *, n_cases: int = 9,
               tokens: Callable[[dict], int] = lambda v: 100, budget: Budget | None = None,
-              space: dict | None = None, text: str = RETRIEVAL, seed: int = 0) -> tuple[OptimizeTask, dict]:
+              space: dict | None = None, text: str = RETRIEVAL, seed: int = 0,
+              case_tokens: Callable[[dict, str], int] | None = None) -> tuple[OptimizeTask, dict]:
     """A task over `n_cases` training cases whose replay scores each case by `score(values, case_id)` and
     charges `tokens(values)` tokens per case; `seen` logs every evaluation asked for."""
     train = [Case(case_id=f"c{i}", input=f"question {i}") for i in range(n_cases)]
@@ -74,7 +75,8 @@ def make_task(tmp_path: Path, score: Callable[[dict, str], float], *, n_cases: i
         seen["evaluations"].append(ids)
         seen["files"].append(dict(files))
         cases = [CaseEval(case_id=i, input=i, output="answer", score=score(merged, i), feedback="synthetic",
-                          tokens=tokens(merged), latency_ms=1000.0) for i in ids]
+                          tokens=case_tokens(merged, i) if case_tokens else tokens(merged), latency_ms=1000.0)
+                 for i in ids]
         return ReplayBatch(commit="0" * 40, cases=cases, score=sum(c.score for c in cases) / len(cases),
                            tokens_per_case=sum(c.tokens for c in cases) / len(cases), latency_p95_ms=1000.0)
 
@@ -268,6 +270,19 @@ def test_a_configuration_the_target_cannot_run_is_stopped_after_the_subset_and_n
     for r in broken:
         assert r["status"] == "failed" and r["metric_calls"] == 3 and r["feasible"] is False and r["ratios"] == {}
     assert all(values(p.files)["top_k"] < 6 for p in proposals)
+
+
+def test_a_short_first_case_does_not_make_a_modest_context_look_infeasible(tmp_path) -> None:
+    # the first case's answer is short at the base (30 tokens, the others 500): a top_k that adds 40 tokens
+    # to every case is x2.3 on that case alone but x1.09 over all, within the x1.25 guardrail
+    def case_tokens(v: dict, case_id: str) -> int:
+        return (30 if case_id == "c0" else 500) + 40 * max(0, v["top_k"] - 2)
+
+    task, _ = make_task(tmp_path, lambda v, c: min(1.0, v["top_k"] / 3), case_tokens=case_tokens,
+                        space={"top_k": IntParam(type="int", low=2, high=3)})
+    proposals = RetrievalSearch().propose(task)
+    assert [values(p.files)["top_k"] for p in proposals] == [3]
+    assert proposals[0].metadata["ratios"]["tokens"] == pytest.approx((8 * 540 + 70) / (8 * 500 + 30))
 
 
 # ---- the files it writes ----------------------------------------------------------------------------
