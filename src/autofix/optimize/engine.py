@@ -231,7 +231,8 @@ def optimize_cluster(
             except BudgetExhausted as exc:
                 proposals, run.stopped = [], f"budget: {exc}"
             except Exception as exc:  # noqa: BLE001 - one optimizer's failure must not stop the others
-                proposals, run.stopped = [], f"error: {type(exc).__name__}: {exc}"
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+                proposals, run.stopped = [], f"error: {type(exc).__name__}: {first_line}"
                 on_event(f"{name} failed: {run.stopped}")
             run.proposals = len(proposals)
             for proposal in proposals[:max_candidates]:
@@ -296,7 +297,8 @@ def _commit_candidate(manager: WorktreeManager, config: AutofixConfig, evaluator
         id=f"{cluster_id}/{n}", optimizer=optimizer, branch=candidate.branch, commit=commit.sha,
         base_commit=candidate.base_commit, diff=diff.patch, files=[f.path for f in diff.files],
         description=proposal.description, rationale=proposal.rationale,
-        train=TrainScore(base_score=base.score, score=score, verified=verified), tokens_per_case=tokens,
+        train=TrainScore(base_score=base.score if verified else proposal.base_score, score=score, verified=verified),
+        tokens_per_case=tokens,
         base_tokens_per_case=base.tokens_per_case, cost_usd=0.0, metric_calls=0,
         lineage={"cluster": cluster_id, "optimizer": optimizer, **proposal.metadata},
     )
