@@ -77,7 +77,10 @@ def git(root: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("gate") / "toy"
+    return build_target(tmp_path_factory.mktemp("gate") / "toy")
+
+
+def build_target(root: Path) -> Path:
     (root / "data").mkdir(parents=True)
     (root / "autofix.yaml").write_text(CONFIG)
     (root / "gate.yaml").write_text(POLICY)
@@ -277,3 +280,33 @@ def test_an_errored_judge_means_a_missing_metric_and_refuses(target, monkeypatch
     reasons = failed(verdict)
     assert list(reasons) == ["regression helpfulness"]
     assert "the judge errored" in reasons["regression helpfulness"] and "no verdict" in reasons["regression helpfulness"]
+
+
+def test_an_approved_fix_is_the_validated_commit_and_replays_to_the_gated_figures(tmp_path) -> None:
+    from autofix.approval import approve
+    from autofix.approval.store import open_store
+    from autofix.replay.session import replay_at_ref
+    from autofix.slices import measure_results, plan_measurement
+
+    root = build_target(tmp_path / "toy")
+    config = load_config(root / "autofix.yaml")
+    verdict = gate(root, candidate(root, "fix", search_all=True))
+    assert verdict.passed
+    with open_store(config) as store:
+        pid = store.enqueue(verdict, git(root, "diff", "main", "fix"), {"cluster": "routing-1", "optimizer": "hand"})
+        result = approve(config, pid, by="alice", store=store)
+        merged = store.get(pid)
+        audit = [(e.action, e.actor) for e in store.audit_log(pid)]
+    assert merged.status == "merged" and merged.merged_commit == verdict.candidate_commit
+    assert git(root, "rev-parse", f"{merged.merged_commit}^{{tree}}") == verdict.candidate_tree
+    assert ("approve", "alice") in audit or any(a[1] == "alice" for a in audit)
+    # the merged commit, replayed again, scores what the gate saw
+    holdout = next(c for c in verdict.checks if c.section == "target")
+    replay = replay_at_ref(config, merged.merged_commit, "slice:routing-1:holdout", sandbox_kind="local")
+    plan = plan_measurement(config, "routing-1", "routing", replay.dataset.cases)
+    scores = [m.score for m in measure_results(config, plan, replay.dataset.cases, replay.results)]
+    assert sum(scores) / len(scores) == holdout.detail["candidate"]
+    regression = replay_at_ref(config, merged.merged_commit, "regression", sandbox_kind="local")
+    gated = next(c for c in verdict.checks if c.name == "regression answer_correct")
+    assert regression.summary.metrics["answer_correct"].rate == gated.detail["candidate"]
+    assert result.merged_commit == verdict.candidate_commit
