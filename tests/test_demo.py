@@ -22,7 +22,7 @@ def test_demo_runs_the_loop_on_a_fresh_copy_of_the_example_and_reports_it(tmp_pa
     """A small demo (one optimizer job): the example is copied into a repository of its own, the loop runs
     through triage, an optimizer, the gate and the queue, and the report names the owned findings."""
     done = subprocess.run([sys.executable, "-m", "autofix", "demo", "--into", str(tmp_path), "--max-jobs", "1",
-                           "--max-metric-calls", "30", "--sandbox", "local", "--json"],
+                           "--max-metric-calls", "21", "--sandbox", "local", "--json"],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(done.stdout)

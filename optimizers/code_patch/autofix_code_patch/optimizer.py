@@ -76,7 +76,7 @@ def _one_line(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@optimizer("code_patch", categories=["tool_arguments", "routing"], version=1)
+@optimizer("code_patch", categories=["tool_arguments", "routing"], version=1, writes_with_model=True)
 class CodePatch:
     """The optimizer model writes a unified diff to the code surfaces; kept if the target's tests pass and the training score rises."""
 

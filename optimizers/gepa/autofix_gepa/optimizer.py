@@ -145,7 +145,7 @@ class _Reflections:
                                      "raw": raw, "proposed": text}, ensure_ascii=False, default=str) + "\n")
 
 
-@optimizer("gepa", categories=["prompt", "routing"], version=1)
+@optimizer("gepa", categories=["prompt", "routing"], version=1, writes_with_model=True)
 class GEPAPromptOptimizer:
     """GEPA reflective prompt evolution over the target's prompt files (Pareto selection, gepa library)."""
 

@@ -81,13 +81,23 @@ class Nodes:
         _fault("plan")
         from autofix.optimize import optimizers_for
 
+        from autofix.models.provider import is_local
+
         jobs: list[Job] = []
         skipped: list[dict[str, Any]] = []
+        weak_model = is_local(self.config.model.optimizer)
         for cluster in state.get("clusters", []):
             served = optimizers_for(cluster["category"]) if cluster.get("fixable") else []
             if not served:
                 continue  # an owned finding: the report lists it with its owner
             for entry in served:
+                if weak_model and entry.metadata.get("writes_with_model"):
+                    skipped.append({"cluster": cluster["id"], "optimizer": entry.name,
+                                    "reason": f"skipped: its proposals are written by the optimizer model, and "
+                                              f"model.optimizer is the embedded {self.config.model.optimizer}, "
+                                              f"which wrote no usable one when measured; set model.optimizer to a "
+                                              f"strong model"})
+                    continue
                 jobs.append(Job(index=len(jobs), cluster=cluster["id"], category=cluster["category"],
                                 optimizer=entry.name, priority=float(cluster.get("score") or 0.0)))
         if self.options.max_jobs is not None and len(jobs) > self.options.max_jobs:

@@ -39,15 +39,22 @@ F = TypeVar("F", bound=Callable[[], Optimizer])
 optimizer_registry: Registry[OptimizerFactory] = Registry("optimizer", "autofix.optimizers")
 
 
-def optimizer(name: str, *, categories: Iterable[Category | str], version: int = 1) -> Callable[[F], F]:
-    """Register an optimizer factory (a class, or a function returning an instance) under `name`."""
+def optimizer(name: str, *, categories: Iterable[Category | str], version: int = 1,
+              writes_with_model: bool = False) -> Callable[[F], F]:
+    """Register an optimizer factory (a class, or a function returning an instance) under `name`.
+
+    `writes_with_model`: its proposals are written by the optimizer model (prompts, patches), so a run
+    whose `model.optimizer` is the embedded 135M model skips it, saying why, instead of spending its
+    time on proposals that model cannot write (measured: optimizers/*/RESULTS.md).
+    """
     cats = frozenset(Category(c) for c in categories)
     if not cats:
         raise ValueError(f"optimizer {name!r}: name the root-cause categories it serves")
 
     def register(factory: F) -> F:
         doc = (factory.__doc__ or "").strip().splitlines()
-        optimizer_registry.add(name, factory, version=version, categories=cats, doc=doc[0] if doc else "")
+        optimizer_registry.add(name, factory, version=version, categories=cats, doc=doc[0] if doc else "",
+                               writes_with_model=writes_with_model)
         return factory
 
     return register
