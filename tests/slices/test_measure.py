@@ -82,7 +82,7 @@ def test_a_case_scores_the_share_of_measures_that_apply_and_unmeasured_cases_are
     plan = plan_measurement(config(), "p1", "prompt", cases)
     results = [CaseResult(case_id="a", output="25 days", spans=[RETRIEVAL]),  # asked for sources: none named
                CaseResult(case_id="b", output="I don't know"),  # nothing applies: unmeasured
-               CaseResult(case_id="c", error="timeout")]  # failed: counts as 0
+               CaseResult(case_id="c", error="ValueError in the assistant")]  # failed: counts as 0
     measured = measure_results(config(), plan, cases, results)
     by_id = {m.case_id: m for m in measured}
     assert by_id["b"].score is None and by_id["c"].score == 0.0
@@ -104,3 +104,11 @@ def test_labels_file_is_append_only_the_last_line_wins_and_bad_lines_name_file_a
         handle.write('{"case_id": "b", "expected": {"colour": "red"}}\n')
     with pytest.raises(LabelError, match=r"labels.jsonl:3: not a label"):
         load_labels(path)
+
+
+def test_a_case_the_infrastructure_failed_is_unmeasured_not_a_zero() -> None:
+    cases = [case("a", must_include=["25 days"])]
+    plan = plan_measurement(config(), "p1", "prompt", cases)
+    [m] = measure_results(config(), plan, cases, [CaseResult(case_id="a", error="the sandbox failed: timeout",
+                                                             infrastructure=True)])
+    assert m.score is None

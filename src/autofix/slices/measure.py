@@ -13,7 +13,8 @@ becomes an `evaluation` finding naming the measurement to build first.
 
 A case's score is the share of the measures that apply to it that pass (a check returning None
 does not apply); a case no measure applies to is unmeasured (`score=None`) unless its replay failed,
-which scores 0. The slice score is the mean over measured cases.
+which scores 0. A case the infrastructure failed (sandbox, gateway, a model call timing out under
+load) is unmeasured: it says nothing about the target. The slice score is the mean over measured cases.
 """
 
 from __future__ import annotations
@@ -178,8 +179,10 @@ def measure_results(config: AutofixConfig, measure: SliceMeasure, cases: list[Ca
             except Exception as exc:  # noqa: BLE001 - a check bug must not lose the case
                 outcomes[m.name] = CheckOutcome(passed=None, detail=f"check crashed: {type(exc).__name__}: {exc}")
         applied = [o.passed for o in outcomes.values() if o.passed is not None]
-        if applied:
-            score: float | None = sum(applied) / len(applied)
+        if result.infrastructure:  # the sandbox or the gateway failed it: it says nothing about the target
+            score: float | None = None
+        elif applied:
+            score = sum(applied) / len(applied)
         else:
             score = 0.0 if result.failed else None
         out.append(CaseMeasurement(case_id=case.case_id, score=score, outcomes=outcomes))
