@@ -54,13 +54,24 @@ class Registry(Generic[T]):
 
     def add(self, name: str, obj: T, *, version: int = 1, **metadata: Any) -> RegistryEntry[T]:
         """Register `obj` under `name` (``dist/name`` when a plugin registers it); duplicates are refused."""
-        dist = self._loading
+        dist = self._loading or self._plugin_distribution(obj)
         full = f"{dist}/{name}" if dist and "/" not in name else name
         if full in self._entries:
             raise ValueError(f"a {self.kind} named {full!r} is already registered")
         entry = RegistryEntry(full, obj, version, dist, dict(metadata))
         self._entries[full] = entry
         return entry
+
+    def _plugin_distribution(self, obj: object) -> str | None:
+        """The distribution whose entry point of this group names `obj`'s package, when a plugin module is
+        imported directly (before the entry points load), so its name is the same `dist/name` either way."""
+        package = (getattr(obj, "__module__", "") or "").split(".")[0]
+        if not package or package == "autofix":
+            return None
+        for ep in entry_points(group=self.group):
+            if ep.value.split(":", 1)[0].split(".")[0] == package:
+                return ep.dist.name if ep.dist is not None else ep.name
+        return None
 
     def get(self, name: str) -> RegistryEntry[T]:
         """The entry named `name`; a miss loads the plugins once, then raises a KeyError listing what exists."""

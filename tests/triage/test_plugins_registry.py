@@ -64,3 +64,14 @@ def test_a_rule_that_raises_is_skipped_and_reported(tb, monkeypatch: pytest.Monk
         assert "test_explodes@1" in report.rules
     finally:
         rule_registry._entries.pop(entry.name)
+
+
+def test_a_plugin_module_imported_before_the_entry_points_load_keeps_its_distribution_prefix() -> None:
+    """Importing an installed plugin's module directly registers it as `dist/name`, as the entry point would."""
+    import importlib
+
+    from autofix.optimize import optimizer_registry
+
+    importlib.import_module("autofix_retrieval_search.search")
+    assert "autofix-retrieval-search/retrieval_search" in {e.name for e in optimizer_registry.entries()}
+    assert "retrieval_search" not in {e.name for e in optimizer_registry.entries()}
