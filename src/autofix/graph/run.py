@@ -83,7 +83,10 @@ def _invoke(config: AutofixConfig, run_id: str, options: RunOptions, initial: di
     try:
         graph = build_graph(Nodes(config, layout, options, on_event), SqliteSaver(conn))
         thread = {"configurable": {"thread_id": run_id}, "max_concurrency": max_parallel}
-        graph.invoke(initial, thread)
+        if initial is None and not graph.get_state(thread).values:  # killed before its first checkpoint
+            initial = json.loads((layout.root / "input.json").read_text(encoding="utf-8"))
+        # "sync": each step's checkpoint is on disk before the next step starts, so a kill loses nothing done
+        graph.invoke(initial, thread, durability="sync")
         state = dict(graph.get_state(thread).values)
     finally:
         conn.close()
@@ -104,6 +107,7 @@ def start_run(config: AutofixConfig, options: RunOptions | None = None, *, run_i
         initial = {"run_id": run_id, "config": str(config.file), "run_dir": str(layout.root),
                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "budget": {"started": time.time(), **options.__dict__}}
+        (layout.root / "input.json").write_text(json.dumps(initial, indent=1), encoding="utf-8")
         state = _invoke(config, run_id, options, initial, on_event, max_parallel)
     return RunResult(run_id=run_id, state=state, wall_s=time.monotonic() - clock)
 
