@@ -81,6 +81,22 @@ class ProposalRecord(BaseModel):
         first = (self.lineage.description or "").strip().splitlines()
         return first[0] if first else f"fix for cluster {self.cluster or '?'}"
 
+    def decision_rows(self) -> list[tuple[str, str]]:
+        """What was decided and done, as (label, text) lines: the terminal view and the review page show them."""
+        rows = []
+        if self.decided_by:
+            verb = "rejected" if self.status == "rejected" else "approved"
+            rows.append(("decided", f"{verb} by {self.decided_by} at {self.decided_at}"))
+        if self.note:
+            rows.append(("note", self.note))
+        if self.reason:
+            rows.append(("reason", self.reason))
+        if self.merged_commit:
+            rows.append(("merged", f"{self.merged_commit} on {self.target_branch} (tree {(self.merged_tree or '')[:12]})"))
+        if self.feedback_commit:
+            rows.append(("regression set", f"its cases added in {self.feedback_commit}"))
+        return rows
+
     def summary(self) -> dict[str, Any]:
         """The short form `autofix review list --json` prints."""
         return {"id": self.id, "status": self.status, "cluster": self.cluster, "optimizer": self.optimizer,

@@ -144,17 +144,7 @@ def _header(record: Any) -> Panel:
             ("optimizer", record.optimizer or "-"), ("branch", record.branch or "-"),
             ("commit", f"{record.commit} (tree {record.tree[:12]})"),
             ("base", f"{record.base_commit} (tree {record.base_tree[:12]})"), ("queued", record.created_at)]
-    if record.decided_by:
-        verb = "rejected" if record.status == "rejected" else "approved"
-        rows.append(("decided", f"{verb} by {record.decided_by} at {record.decided_at}"))
-    if record.note:
-        rows.append(("note", record.note))
-    if record.reason:
-        rows.append(("reason", record.reason))
-    if record.merged_commit:
-        rows.append(("merged", f"{record.merged_commit} on {record.target_branch} (tree {(record.merged_tree or '')[:12]})"))
-    if record.feedback_commit:
-        rows.append(("regression", f"cases added in {record.feedback_commit}"))
+    rows += record.decision_rows()
     for key, value in rows:
         lines.append(f"{key:>10}  ", style="bold")
         lines.append(str(value) + "\n", style=_status(record.status).style if key == "status" else "")

@@ -217,18 +217,7 @@ def proposal_page(record: Any, log: list[Any], form: DecisionForm, messages: lis
         ("branch", record.branch or "-"), ("commit", f"{record.commit} (tree {record.tree[:12]})"),
         ("base", f"{record.base_commit} (tree {record.base_tree[:12]})"), ("queued", record.created_at),
     ]
-    if record.decided_by:
-        verb = "rejected" if record.status == "rejected" else "approved"
-        rows.append(("decided", f"{verb} by {record.decided_by} at {record.decided_at}"))
-    if record.note:
-        rows.append(("note", record.note))
-    if record.reason:
-        rows.append(("reason", record.reason))
-    if record.merged_commit:
-        rows.append(("merged", (f"{record.merged_commit} on {record.target_branch} "
-                               f"(tree {(record.merged_tree or '')[:12]})")))
-    if record.feedback_commit:
-        rows.append(("regression set", f"its cases added in {record.feedback_commit}"))
+    rows += record.decision_rows()
     shown = "".join(banner(kind, text) for kind, text in messages)
     revalidated = (_verdict(record.revalidated_verdict, f"Re-validation {record.revalidated_verdict.verdict_id}")
                    if record.revalidated_verdict is not None else "")
