@@ -31,9 +31,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-if ! .venv/bin/python -c "import autofix, helpdesk, llama_cpp, langgraph.checkpoint.sqlite, sqlalchemy, scipy, playwright, hatchling" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import autofix, helpdesk, llama_cpp, langgraph.checkpoint.sqlite, sqlalchemy, scipy, playwright, hatchling, ray" >/dev/null 2>&1; then
   log "installing Python packages (llama-cpp-python compiles from source: about 8 minutes the first time)"
-  .venv/bin/pip install -q -c constraints.txt -e ".[test]" -e examples/helpdesk
+  .venv/bin/pip install -q -c constraints.txt -e ".[test,ray]" -e examples/helpdesk
 fi
 # The built-in optimizers are plugins like a researcher's: each its own distribution under optimizers/
 # (the template is not installed; its test installs a copy).

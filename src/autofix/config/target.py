@@ -164,6 +164,17 @@ class ReplayConfig(_Strict):
     )
     timeout_s: float = Field(default=900, gt=0, description="Seconds one replay batch may run before it is killed.")
     batch_size: int = Field(default=20, gt=0, description="Cases per replay invocation.")
+    executor: Literal["threads", "ray"] = Field(
+        default="threads",
+        description="Where batches run: `threads` on this machine, or `ray`: one Ray task per batch (needs "
+        "`pip install 'autofix[ray]'`; the worktrees on a filesystem the nodes share, the gateway reachable "
+        "from them).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="With `executor: ray`, the cluster to join (`auto`, `ray://head:10001`); default: "
+        "RAY_ADDRESS, else a local Ray instance.",
+    )
     workdir: ExistingDir | None = Field(
         default=None, description="Folder, relative to autofix.yaml, the command runs in; default: that folder."
     )

@@ -1,24 +1,23 @@
 """Replaying cases through the target's replay command inside a sandbox, against the model gateway.
 
 The cases go out in batches (`replay.batch_size`), each batch one run of the replay command in the
-sandbox with its own io folder; batches run `parallel` at a time. Every case comes back as a
-`CaseResult`: what the command wrote for it, or a failed result saying why nothing came back.
+sandbox with its own io folder; batches run `parallel` at a time, in threads here or as tasks on a
+Ray cluster (`replay.executor`, see `executors`). Every case comes back as a `CaseResult`: what the
+command wrote for it, or a failed result saying why nothing came back.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pydantic import ValidationError
 
 from autofix.config import AutofixConfig
+from autofix.replay.executors import BatchExecutor, BatchJob, BatchOutcome, RayExecutor, ThreadExecutor
 from autofix.replay.records import Case, CaseResult, CaseUsage
 from autofix.sandbox import Sandbox
-from autofix.sandbox.base import SandboxError, SandboxResult, SandboxRun
 
 if TYPE_CHECKING:
     from autofix.models.gateway import GatewayServer  # imports litellm: only for the annotation
@@ -34,7 +33,10 @@ def _batches(cases: list[Case], size: int) -> list[list[Case]]:
     return [cases[i:i + size] for i in range(0, len(cases), size)]
 
 
-def _why_missing(run: SandboxResult) -> str:
+def _why_missing(outcome: BatchOutcome) -> str:
+    if outcome.sandbox_error is not None:
+        return f"the sandbox failed: {outcome.sandbox_error}"
+    run = outcome.run
     if run.ok:
         return "the replay command exited 0 but wrote no result for this case"
     tail = run.stderr.strip().splitlines()[-3:]
@@ -42,11 +44,11 @@ def _why_missing(run: SandboxResult) -> str:
     return f"the replay command failed ({run.reason or f'exit {run.exit_code}'}){detail}"
 
 
-def _read_results(out_file: Path, batch: list[Case], run: SandboxResult) -> list[CaseResult]:
-    wanted = {case.case_id for case in batch}
+def _read_results(job: BatchJob, outcome: BatchOutcome) -> list[CaseResult]:
+    wanted = {case.case_id for case in job.cases}
     found: dict[str, CaseResult] = {}
-    if out_file.exists():
-        for line in out_file.read_text(encoding="utf-8", errors="replace").splitlines():
+    if outcome.results_text is not None:
+        for line in outcome.results_text.splitlines():
             try:
                 result = CaseResult.model_validate(json.loads(line))
             except (json.JSONDecodeError, ValidationError):
@@ -55,13 +57,20 @@ def _read_results(out_file: Path, batch: list[Case], run: SandboxResult) -> list
                 # What the target wrote is its own answer, whatever the row claims.
                 found.setdefault(result.case_id, result.model_copy(update={"infrastructure": False}))
     results = []
-    for case in batch:
-        result = found.get(case.case_id) or CaseResult(case_id=case.case_id, error=_why_missing(run),
+    for case in job.cases:
+        result = found.get(case.case_id) or CaseResult(case_id=case.case_id, error=_why_missing(outcome),
                                                        infrastructure=True)
         if result.error is None and not (result.output or "").strip():
             result = result.model_copy(update={"error": "empty output"})
         results.append(result)
     return results
+
+
+def executor_for(config: AutofixConfig, sandbox: Sandbox, parallel: int) -> BatchExecutor:
+    """The executor `replay.executor` names, bounded to `parallel` batches at once."""
+    if config.replay.executor == "ray":
+        return RayExecutor(sandbox.name, parallel, config.replay.ray_address)
+    return ThreadExecutor(sandbox, parallel)
 
 
 def replay_cases(
@@ -90,36 +99,15 @@ def replay_cases(
         "AUTOFIX_MODEL": config.model.name,
     }
 
-    def run_batch(numbered: tuple[int, list[Case]]) -> list[CaseResult]:
-        n, batch = numbered
-        io_dir = io_root / f"batch-{n:04d}"
-        io_dir.mkdir(parents=True, exist_ok=True)
-        cases_file, out_file = io_dir / "cases.jsonl", io_dir / "results.jsonl"
-        cases_file.write_text("".join(c.model_dump_json() + "\n" for c in batch), encoding="utf-8")
-        # Plain replacement, not str.format: commands may hold other braces (shell ${VAR}, JSON).
-        command = config.replay.command.replace("{cases}", shlex.quote(sandbox.io_path(io_dir, cases_file))).replace(
-            "{out}", shlex.quote(sandbox.io_path(io_dir, out_file)))
-        try:
-            run = sandbox.run(SandboxRun(
-                command=command, workdir=workdir, io_dir=io_dir, env=env, image=image,
-                timeout_s=config.replay.timeout_s, gateway_port=gateway.port,
-            ))
-        except SandboxError as exc:  # the sandbox itself broke: every case of the batch fails, with why
-            (io_dir / "sandbox-error.txt").write_text(str(exc), encoding="utf-8")
-            results = [CaseResult(case_id=c.case_id, error=f"the sandbox failed: {exc}", infrastructure=True)
-                       for c in batch]
-        else:
-            (io_dir / "sandbox.json").write_text(run.model_dump_json(indent=1), encoding="utf-8")
-            results = _read_results(out_file, batch, run)
-        if on_progress:
-            on_progress(len(batch))
-        return results
-
+    jobs = [BatchJob(number=n, cases=tuple(batch), command=config.replay.command, workdir=workdir, env=env,
+                     image=image, timeout_s=config.replay.timeout_s, gateway_port=gateway.port)
+            for n, batch in enumerate(_batches(cases, config.replay.batch_size))]
+    executor = executor_for(config, sandbox, parallel)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            batched = list(pool.map(run_batch, enumerate(_batches(cases, config.replay.batch_size))))
+        outcomes = executor.run(jobs, io_root, on_progress or (lambda n: None))
     finally:
         gateway.store.revoke(replay_id)
+    batched = [_read_results(job, outcome) for job, outcome in zip(jobs, outcomes)]
 
     # A call whose caller gave up (its own timeout) may still be running: wait for it, so that its
     # record (an error: the caller hung up) is read with the others.

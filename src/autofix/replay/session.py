@@ -245,7 +245,8 @@ def _replay_misses(
         on_stage(f"sandbox: {kind}")
         sandbox = get_sandbox(kind, config.replay.allow_local_fallback)
     batches = -(-len(cases) // config.replay.batch_size)
-    parallel = parallel or default_parallel(batches)
+    # On Ray every batch is submitted at once: the cluster's CPUs, not this machine's, bound them.
+    parallel = parallel or (batches if config.replay.executor == "ray" else default_parallel(batches))
     done = 0
 
     def progress(n: int) -> None:
