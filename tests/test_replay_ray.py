@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from tests.test_replay import CASES, check_helpdesk_results, replay  # noqa: F401  (the helpdesk fixture too)
-from tests.test_replay import helpdesk  # noqa: F401
 from autofix.sandbox.local_backend import LocalSandbox
+from tests.test_replay import CASES, check_helpdesk_results, helpdesk, replay  # noqa: F401, F811 (helpdesk: a fixture)
 
 ray = pytest.importorskip("ray")
 
