@@ -58,7 +58,15 @@ def main() -> None:
         from tests.graph.toy import make_target
 
         config = load_config(make_target(parent) / "autofix.yaml")
-    options = RunOptions(sandbox_kind=args.sandbox, max_jobs=args.max_jobs, max_metric_calls=args.max_metric_calls)
+    if args.helpdesk:  # the demo's bounds, so the first night is the demo's own run
+        from dataclasses import replace
+
+        from autofix.demo import DEMO_OPTIONS
+
+        options = replace(DEMO_OPTIONS, sandbox_kind=args.sandbox, max_jobs=args.max_jobs or DEMO_OPTIONS.max_jobs,
+                          max_metric_calls=args.max_metric_calls or DEMO_OPTIONS.max_metric_calls)
+    else:
+        options = RunOptions(sandbox_kind=args.sandbox, max_jobs=args.max_jobs, max_metric_calls=args.max_metric_calls)
     rows = []
     for night in (1, 2):
         before = gateway_totals(config.state_path), lm_answers(config.state_path)

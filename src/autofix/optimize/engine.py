@@ -196,7 +196,7 @@ def optimize_cluster(
         calls0, usd0 = spend.metric_calls, spend.usd
         with SliceEvaluator(config, repo=manager.repo, subpath=manager.subpath, base=base, train=train,
                             measure=measure, spend=spend, allowed=allowed, work_dir=work_dir,
-                            label=f"{run_id}-{_slug(name)}", sandbox_kind=sandbox_kind) as evaluator:
+                            label=f"{run_id}-{cluster_id}-{_slug(name)}", sandbox_kind=sandbox_kind) as evaluator:
             try:
                 on_event(f"{name}: replaying the base on the training cases")
                 base_batch = evaluator.evaluate({})
