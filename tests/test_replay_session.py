@@ -311,6 +311,30 @@ def test_a_model_call_the_caller_gave_up_on_is_not_cached(toy: Path, tmp_path: P
         assert second.cached == {"quick"}
 
 
+def test_a_replays_token_budget_is_enforced_at_the_gateway_and_the_refused_cases_are_unmeasured(
+        toy: Path, tmp_path: Path, monkeypatch) -> None:
+    import litellm
+
+    from autofix.models.gateway import GatewayServer
+    from autofix.models.usage import Budget
+
+    monkeypatch.setattr(litellm, "acompletion", slow_model({}))  # every answer: 4 tokens
+    config = load_config(toy / "autofix.yaml")
+    calling = config.model_copy(update={"replay": config.replay.model_copy(
+        update={"command": "python call_model.py --cases {cases} --out {out}", "batch_size": 1})})
+    cases = [Case(case_id=f"q{n}", input=f"question {n}") for n in range(3)]
+    with GatewayServer(tmp_path / "gw.sqlite3", model="openai/scripted", port=0) as gateway:
+        run = replay_at_ref(calling, "HEAD", cases, sandbox=LocalSandbox(warn=False), gateway=gateway, parallel=1,
+                            model_budget=Budget(tokens=8))
+        answered = [r for r in run.results if r.output == "fine"]
+        refused = [r for r in run.results if r.output != "fine"]
+        assert len(answered) == 2 and len(refused) == 1  # 4 + 4 tokens spent, the third call is refused
+        assert refused[0].infrastructure and "429" in refused[0].error
+        assert gateway.store.budget_status(run.replay_id).spent_tokens == 8
+    # the refused case is not cached: a later replay with budget left answers it
+    assert ReplayCache.for_config(config).count() == 2
+
+
 def test_no_cache_replays_everything(toy: Path) -> None:
     replay(toy, "HEAD")
     assert replay(toy, "HEAD", use_cache=False).cache_hits == 0

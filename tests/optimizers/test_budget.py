@@ -34,6 +34,20 @@ def test_the_optimizer_model_never_spends_past_the_dollar_budget(priced_model) -
     assert spend.usd == pytest.approx(0.002 * calls)
 
 
+def test_the_optimizer_model_never_spends_past_the_token_budget(priced_model) -> None:
+    spend = Spend(Budget(max_tokens=1000))
+    complete = budgeted_completion("scripted/optimizer", spend)
+    calls = 0
+    with pytest.raises(BudgetExhausted, match="token budget"):
+        while True:
+            complete("Improve this prompt.", max_tokens=200)
+            calls += 1
+    # each reply uses 150 tokens (the scripted usage); a call is refused when its prompt plus 200 answer
+    # tokens no longer fit, so the 7th is: 900 spent + at least 200 asked > 1000
+    assert calls == len(priced_model.calls) == 6
+    assert spend.tokens == 150 * calls <= 1000
+
+
 def test_metric_calls_are_reserved_before_anything_runs_and_a_refusal_takes_nothing() -> None:
     spend = Spend(Budget(max_metric_calls=10))
     spend.reserve_metric_calls(6)

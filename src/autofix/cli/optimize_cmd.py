@@ -58,6 +58,8 @@ def optimize(
         "cluster's category."),
     budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0,
                                                help="Dollars the optimizers may spend (replays and their model)."),
+    max_tokens: Optional[int] = typer.Option(
+        None, "--max-tokens", min=1, help="Model tokens the optimizers may spend (replays and their model)."),
     max_metric_calls: Optional[int] = typer.Option(
         None, "--max-metric-calls", min=1, help="Case replays the optimizers may run (cache hits are free)."),
     max_candidates: int = typer.Option(3, "--max-candidates", min=1, help="Candidates kept per optimizer."),
@@ -95,7 +97,7 @@ def optimize(
     try:
         with err.status("optimizing", spinner="dots") if not as_json else _nothing():
             result = optimize_cluster(config, cluster, optimizer=optimizer, sandbox_kind=sandbox, seed=seed,
-                                      budget=Budget(max_metric_calls=max_metric_calls, max_usd=budget_usd),
+                                      budget=Budget(max_metric_calls=max_metric_calls, max_usd=budget_usd, max_tokens=max_tokens),
                                       max_candidates=max_candidates, on_event=event)
     except (DatasetError, KeyError, OptimizeError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc).strip(chr(39)))}", soft_wrap=True, highlight=False)

@@ -53,6 +53,8 @@ def run(
     config_path: Path = typer.Option(Path(CONFIG_FILENAME), "-c", "--config", help="The target's autofix.yaml."),
     budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="Dollars the run may spend, "
                                                "split across clusters by priority."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Model tokens the optimizers may "
+                                             "spend (their replays at the gateway, their own model), split like dollars."),
     max_metric_calls: Optional[int] = typer.Option(None, "--max-metric-calls", min=1,
                                                    help="Case replays the optimizers may run in all."),
     wall_s: Optional[float] = typer.Option(None, "--max-wall-s", min=1, help="Wall time after which the run "
@@ -75,7 +77,7 @@ def run(
     err = Console(stderr=True)
     config = _load(config_path, err)
     try:
-        result = start_run(config, RunOptions(budget_usd=budget_usd, max_metric_calls=max_metric_calls,
+        result = start_run(config, RunOptions(budget_usd=budget_usd, max_tokens=max_tokens, max_metric_calls=max_metric_calls,
                                               wall_s=wall_s, max_jobs=max_jobs, sandbox_kind=sandbox),
                            run_id=run_id, max_parallel=max_parallel, wait_s=wait, on_event=_events(as_json, err))
     except RunLocked as exc:

@@ -28,6 +28,7 @@ class RunOptions:
     """What bounds a run."""
 
     budget_usd: float | None = None
+    max_tokens: int | None = None
     max_metric_calls: int | None = None
     wall_s: float | None = None
     max_jobs: int | None = None
@@ -111,6 +112,8 @@ class Nodes:
             share = job.priority / total if total else 1.0 / len(jobs)
             if self.options.budget_usd is not None:
                 job.budget_usd = round(self.options.budget_usd * share, 6)
+            if self.options.max_tokens is not None:
+                job.max_tokens = max(1, int(self.options.max_tokens * share))
             if self.options.max_metric_calls is not None:
                 job.max_metric_calls = max(1, int(self.options.max_metric_calls * share))
             if self.options.wall_s is not None:  # the gates need time too: optimizers get 70% of it
@@ -156,7 +159,7 @@ class Nodes:
         try:
             result = optimize_cluster(
                 self.config, job.cluster, optimizer=job.optimizer, run_id=state_run_id(self.layout),
-                budget=Budget(max_usd=job.budget_usd, max_metric_calls=job.max_metric_calls,
+                budget=Budget(max_usd=job.budget_usd, max_tokens=job.max_tokens, max_metric_calls=job.max_metric_calls,
                               deadline=None if job.wall_s is None else time.time() + job.wall_s),
                 max_candidates=self.options.max_candidates, sandbox_kind=self.options.sandbox_kind,
                 first_n=job.first_n, out_dir=self.layout.optimize(job.cluster, job.index),

@@ -25,6 +25,7 @@ class Job(BaseModel):
     optimizer: str
     priority: float
     budget_usd: float | None = None
+    max_tokens: int | None = None
     max_metric_calls: int | None = None
     wall_s: float | None = Field(default=None, description="its share of the run's wall time, from its start")
 

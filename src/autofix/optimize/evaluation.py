@@ -86,6 +86,15 @@ class SliceEvaluator:
         if self._store is not None:
             self._store.close()
 
+    def _gateway_budget(self) -> Any:
+        """What is left of the token and dollar budget, for the gateway to enforce during one replay."""
+        from autofix.models.usage import Budget as GatewayBudget
+
+        tokens, usd = self.spend.tokens_left, self.spend.usd_left
+        if tokens is None and usd is None:
+            return None
+        return GatewayBudget(tokens=tokens or None, usd=usd or None)
+
     def _runtime(self) -> tuple[Any, Any]:
         if self._gateway is None:
             from autofix.models.gateway import GatewayServer, app_options
@@ -123,6 +132,8 @@ class SliceEvaluator:
                              f"training part only)")
         if self.spend.usd_left == 0.0:
             raise BudgetExhausted("dollar budget spent")
+        if self.spend.tokens_left == 0:
+            raise BudgetExhausted("token budget spent")
         commit = self.commit(files)
         cases = [self.train[i] for i in ids]
         self.evaluations += 1
@@ -130,8 +141,10 @@ class SliceEvaluator:
         sandbox, gateway = self._runtime()
         run = replay_at_ref(self.config, commit, cases, sandbox=sandbox, gateway=gateway, parallel=self.parallel,
                             replay_id=f"{self.label}-e{n:04d}", before_misses=self.spend.reserve_metric_calls,
-                            replay_dir=self.work_dir / "replays" / f"e{n:04d}")
-        self.spend.add_usd(sum(r.usage.cost_usd for r in run.results if r.case_id not in run.cached))
+                            replay_dir=self.work_dir / "replays" / f"e{n:04d}", model_budget=self._gateway_budget())
+        fresh = [r for r in run.results if r.case_id not in run.cached]
+        self.spend.add_usd(sum(r.usage.cost_usd for r in fresh))
+        self.spend.add_tokens(sum(r.usage.tokens for r in fresh))
         measured = measure_results(self.config, self.measure, cases, run.results)
         evals = []
         for case, result, m in zip(cases, run.results, measured):

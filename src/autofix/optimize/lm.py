@@ -17,12 +17,21 @@ from typing import Any
 from autofix.optimize.records import Complete, Spend
 
 
-def _worst_case_usd(model: str, messages: list[dict[str, Any]], max_tokens: int) -> float:
+def _prompt_tokens(model: str, messages: list[dict[str, Any]]) -> int:
+    """The prompt's tokens by litellm's counter (the model's tokenizer where known, else an estimate)."""
+    import litellm
+
+    try:
+        return int(litellm.token_counter(model=model, messages=messages))
+    except Exception:  # noqa: BLE001 - no tokenizer for this model: about four characters a token
+        return sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1
+
+
+def _worst_case_usd(model: str, prompt_tokens: int, max_tokens: int) -> float:
     """What the call costs at most: its prompt plus `max_tokens` of answer at litellm's prices (0 if unpriced)."""
     import litellm
 
     try:
-        prompt_tokens = litellm.token_counter(model=model, messages=messages)
         prompt_usd, completion_usd = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens,
                                                             completion_tokens=max_tokens)
         return float(prompt_usd + completion_usd)
@@ -58,8 +67,8 @@ class CompletionCache:
 
 def budgeted_completion(model: str, spend: Spend, cache: CompletionCache | None = None) -> Complete:
     """`complete(messages, *, max_tokens=1024, temperature=0.7) -> str` for `model`, refusing (BudgetExhausted)
-    a call whose worst-case cost would break the budget; `messages` may be a plain prompt string. A cached
-    answer costs nothing."""
+    a call whose worst case (its prompt plus `max_tokens` of answer, in tokens and in dollars) would break the
+    budget; `messages` may be a plain prompt string. A cached answer costs nothing."""
     from autofix.models.provider import cost_usd, is_local, register_local_provider
 
     if is_local(model):
@@ -73,10 +82,14 @@ def budgeted_completion(model: str, spend: Spend, cache: CompletionCache | None 
         key = CompletionCache.key(model, chat, {"max_tokens": max_tokens, "temperature": temperature, **kwargs})
         if cache is not None and (hit := cache.get(key)) is not None:
             return hit
-        spend.check_usd(_worst_case_usd(model, chat, max_tokens))
+        prompt_tokens = _prompt_tokens(model, chat)
+        spend.check_tokens(prompt_tokens + max_tokens)
+        spend.check_usd(_worst_case_usd(model, prompt_tokens, max_tokens))
         response = litellm.completion(model=model, messages=chat, max_tokens=max_tokens, temperature=temperature,
                                       **kwargs)
         spend.add_usd(cost_usd(response, model))
+        usage = getattr(response, "usage", None)
+        spend.add_tokens(int(getattr(usage, "total_tokens", 0) or 0) if usage else prompt_tokens + max_tokens)
         answer = response.choices[0].message.content or ""
         if cache is not None:
             cache.put(key, answer)

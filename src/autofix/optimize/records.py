@@ -17,7 +17,7 @@ from autofix.triage.records import Category
 
 
 class BudgetExhausted(RuntimeError):
-    """The optimizer asked for more metric calls or dollars than its budget has left; nothing was spent."""
+    """The optimizer asked for more metric calls, tokens or dollars than its budget has left; nothing was spent."""
 
 
 class Budget(BaseModel):
@@ -26,6 +26,9 @@ class Budget(BaseModel):
     max_metric_calls: int | None = Field(
         default=None, ge=0, description="Case replays (each case of each evaluation that the cache did not answer).")
     max_usd: float | None = Field(default=None, ge=0, description="Dollars of model calls: replays and the optimizer's LM.")
+    max_tokens: int | None = Field(
+        default=None, ge=0, description="Model tokens (prompt + completion): the replays' as the gateway counted "
+        "them, and the optimizer LM's.")
     deadline: float | None = Field(
         default=None, description="Unix time after which nothing new starts (a run's wall-time share).")
 
@@ -37,6 +40,7 @@ class Spend:
         self.budget = budget
         self.metric_calls = 0
         self.usd = 0.0
+        self.tokens = 0
         self._lock = threading.Lock()
 
     def check_deadline(self) -> None:
@@ -66,6 +70,21 @@ class Spend:
     @property
     def usd_left(self) -> float | None:
         return None if self.budget.max_usd is None else max(0.0, self.budget.max_usd - self.usd)
+
+    def check_tokens(self, estimate: int) -> None:
+        """Raise BudgetExhausted when `estimate` more tokens would break the budget (or the time is spent)."""
+        self.check_deadline()
+        limit = self.budget.max_tokens
+        if limit is not None and self.tokens + estimate > limit:
+            raise BudgetExhausted(f"token budget: {self.tokens} of {limit} used, up to {estimate} more asked")
+
+    def add_tokens(self, tokens: int) -> None:
+        with self._lock:
+            self.tokens += tokens
+
+    @property
+    def tokens_left(self) -> int | None:
+        return None if self.budget.max_tokens is None else max(0, self.budget.max_tokens - self.tokens)
 
 
 class CaseEval(BaseModel):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 from pydantic import ValidationError
 
 from autofix.config import AutofixConfig
+from autofix.models.usage import Budget
 from autofix.replay.executors import BatchExecutor, BatchJob, BatchOutcome, RayExecutor, ThreadExecutor
 from autofix.replay.records import Case, CaseResult, CaseUsage
 from autofix.sandbox import Sandbox
@@ -85,13 +86,15 @@ def replay_cases(
     image: str | None = None,
     parallel: int = 1,
     on_progress: ProgressCallback | None = None,
+    budget: Budget | None = None,
 ) -> list[CaseResult]:
     """Replay `cases` against the target checked out at `target_dir`; results come back in case order.
 
-    `replay_id` names this replay at the gateway (its own API key, its own usage rows).
+    `replay_id` names this replay at the gateway (its own API key, its own usage rows, and `budget`: what
+    its model calls may spend before the gateway answers 429).
     """
     workdir = target_dir / config.workdir_path.relative_to(config.root)
-    key = gateway.store.issue_key(replay_id)
+    key = gateway.store.issue_key(replay_id, budget)
     env = {
         **config.replay.env,
         "AUTOFIX_MODEL_BASE_URL": gateway.base_url_for(sandbox.gateway_url_host()),

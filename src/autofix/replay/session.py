@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from autofix.config import AutofixConfig
-from autofix.models.usage import UsageStore
+from autofix.models.usage import Budget, UsageStore
 from autofix.replay.cache import ReplayCache, cache_key, case_hash, judges_version, replay_fingerprint
 from autofix.replay.datasets import Dataset, load_dataset
 from autofix.replay.metrics import CaseScore, ReplaySummary, score_cases, summarize
@@ -138,6 +138,7 @@ def replay_at_ref(
     on_stage: StageCallback = lambda _: None,
     on_progress: ProgressCallback = lambda done, total: None,
     before_misses: Callable[[int], None] = lambda n: None,
+    model_budget: Budget | None = None,
 ) -> ReplayRun:
     """Replay `dataset` on the target at `ref` and score it (see the module doc).
 
@@ -150,7 +151,9 @@ def replay_at_ref(
     the judges room), not only the deterministic checks. `parallel`: batches at once (default: one
     per CPU core). Artifacts go to `replay_dir` (default `<state>/replays/<replay_id>/`).
     `before_misses(n)` is called with the number of cases the cache cannot answer, before any runs; an
-    exception it raises (a spent budget) stops the replay with nothing run.
+    exception it raises (a spent budget) stops the replay with nothing run. `model_budget`: the tokens and
+    dollars this replay's model calls may spend at the gateway, which answers 429 past them (those cases
+    fail as infrastructure: unmeasured, not cached).
     """
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
@@ -202,7 +205,7 @@ def replay_at_ref(
             fresh, sandbox_name, isolated = _replay_misses(
                 config, resolved, misses, replay_id=replay_id, io_root=replay_dir / "io", sandbox=sandbox,
                 sandbox_kind=sandbox_kind, gateway=gateway, parallel=parallel, on_stage=on_stage,
-                on_progress=lambda done: on_progress(len(cached) + done, len(cases)),
+                on_progress=lambda done: on_progress(len(cached) + done, len(cases)), model_budget=model_budget,
             )
             by_id.update({r.case_id: r for r in fresh})
             if cache is not None:
@@ -236,6 +239,7 @@ def _replay_misses(
     parallel: int | None,
     on_stage: StageCallback,
     on_progress: Callable[[int], None],
+    model_budget: Budget | None = None,
 ) -> tuple[list[CaseResult], str, bool]:
     """Check out the ref, then replay `cases` through the sandbox and the gateway."""
     from autofix.models.gateway import GatewayServer, app_options  # litellm: imported only when something runs
@@ -269,7 +273,7 @@ def _replay_misses(
                      f"{min(parallel, batches)} at a time, model {config.model.name}")
             return replay_cases(cases, config=config, target_dir=target_dir, sandbox=sandbox, gateway=gw,
                                 replay_id=replay_id, io_root=io_root, image=image, parallel=parallel,
-                                on_progress=progress)
+                                on_progress=progress, budget=model_budget)
 
         if gateway is not None:
             results = run(gateway)

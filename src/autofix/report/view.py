@@ -229,7 +229,7 @@ def build_view(state: Mapping[str, Any]) -> ReportView:
         warnings=[str(w) for w in triage.get("warnings") or []], stages=stages,
         cost_usd=float(state.get("cost_usd") or 0.0),
         budget={k: v for k, v in (state.get("budget") or {}).items()
-                if k in ("budget_usd", "max_metric_calls", "wall_s", "max_jobs") and v is not None},
+                if k in ("budget_usd", "max_tokens", "max_metric_calls", "wall_s", "max_jobs") and v is not None},
         compared=bool(changes))
 
 
