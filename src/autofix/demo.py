@@ -19,7 +19,7 @@ from pathlib import Path
 import autofix
 from autofix.config import AutofixConfig, load_config
 from autofix.graph import RunOptions, RunResult, start_run
-from autofix.graph.nodes import EventCallback
+from autofix.graph.events import EventCallback
 
 DEMO_OPTIONS = RunOptions(max_metric_calls=600, wall_s=17 * 60, max_jobs=6, max_candidates=1)
 """Sized to finish within 20 minutes on a 2-core machine with the embedded model (see the README)."""

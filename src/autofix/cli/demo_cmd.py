@@ -47,8 +47,10 @@ def demo(
     if not as_json:
         err.print(f"[bold]demo target:[/bold] {config.root} (a fresh repository with a copy of the example)")
     try:
-        result = run_demo(config, options, on_event=(lambda m: None) if as_json else
-                          (lambda m: err.print(f"[bold]•[/bold] {escape(m)}", soft_wrap=True, highlight=False)))
+        from autofix.cli.run_cmd import _display
+
+        with _display(as_json, err, "autofix demo") as on_event:
+            result = run_demo(config, options, on_event=on_event)
     except RunLocked as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(75) from None

@@ -44,9 +44,13 @@ def _print(result, out: Console) -> None:  # noqa: ANN001 - a RunResult
         out.print(f"next: autofix review list -c {result.state.get('config')}")
 
 
-def _events(as_json: bool, err: Console):
-    return (lambda m: None) if as_json else (lambda m: err.print(f"[bold]•[/bold] {escape(m)}", soft_wrap=True,
-                                                                  highlight=False))
+def _display(as_json: bool, err: Console, title: str):
+    """The live view on stderr (plain event lines when it is not a terminal); silent with --json."""
+    from contextlib import nullcontext
+
+    from autofix.cli.run_display import RunDisplay
+
+    return nullcontext(lambda event: None) if as_json else RunDisplay(err, title)
 
 
 def run(
@@ -77,9 +81,11 @@ def run(
     err = Console(stderr=True)
     config = _load(config_path, err)
     try:
-        result = start_run(config, RunOptions(budget_usd=budget_usd, max_tokens=max_tokens, max_metric_calls=max_metric_calls,
-                                              wall_s=wall_s, max_jobs=max_jobs, sandbox_kind=sandbox),
-                           run_id=run_id, max_parallel=max_parallel, wait_s=wait, on_event=_events(as_json, err))
+        with _display(as_json, err, f"autofix run · {config.project}") as on_event:
+            result = start_run(config, RunOptions(budget_usd=budget_usd, max_tokens=max_tokens,
+                                                  max_metric_calls=max_metric_calls, wall_s=wall_s, max_jobs=max_jobs,
+                                                  sandbox_kind=sandbox),
+                               run_id=run_id, max_parallel=max_parallel, wait_s=wait, on_event=on_event)
     except RunLocked as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(75) from None
@@ -102,7 +108,8 @@ def resume(
     err = Console(stderr=True)
     config = _load(config_path, err)
     try:
-        result = resume_run(config, run_id, max_parallel=max_parallel, wait_s=wait, on_event=_events(as_json, err))
+        with _display(as_json, err, f"autofix resume {run_id}") as on_event:
+            result = resume_run(config, run_id, max_parallel=max_parallel, wait_s=wait, on_event=on_event)
     except UnknownRun as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None

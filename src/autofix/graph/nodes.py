@@ -8,17 +8,16 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from langgraph.types import Send
 
 from autofix.config import AutofixConfig
+from autofix.graph.events import EventCallback, RunEvent
 from autofix.graph.layout import RunLayout
 from autofix.graph.state import CandidateOutcome, Job, RunState
 
-EventCallback = Callable[[str], None]
 FAULT_ENV = "AUTOFIX_FAULT_AT"
 """Fault injection for tests: the process kills itself (SIGKILL) when the named node starts."""
 
@@ -60,7 +59,7 @@ class Nodes:
         from autofix.triage.pipeline import default_classifier, run_triage
 
         clock = time.monotonic()
-        self.on_event("triage: reading the traces, diagnosing the failures, clustering them")
+        self.on_event(RunEvent("triage", "reading the traces, diagnosing the failures, clustering them"))
         # triage keeps its own history (`<state>/triage/`, whose latest.json slices read); the run keeps a copy
         report = run_triage(self.config, classifier=default_classifier(self.config))
         if report.report_path:
@@ -68,7 +67,8 @@ class Nodes:
             shutil.copy2(report.report_path, self.layout.triage / "report.json")
         clusters = [{k: v for k, v in c.model_dump(mode="json").items() if k != "examples"} for c in report.clusters]
         findings = [f.model_dump(mode="json") for f in report.findings]
-        self.on_event(f"triage: {report.failures} failures of {report.traces} traces in {len(clusters)} clusters")
+        self.on_event(RunEvent("triage", f"{report.failures} failures of {report.traces} traces in {len(clusters)} "
+                               f"clusters", status="done"))
         return {"triage": {"traces": report.traces, "failures": report.failures, "quarantined": report.quarantined,
                            "by_category": report.by_category, "report": report.report_path,
                            "warnings": report.warnings,
@@ -118,8 +118,13 @@ class Nodes:
                 job.max_metric_calls = max(1, int(self.options.max_metric_calls * share))
             if self.options.wall_s is not None:  # the gates need time too: optimizers get 70% of it
                 job.wall_s = round(0.7 * self.options.wall_s * share, 1)
-        self.on_event(f"plan: {len(jobs)} (cluster, optimizer) pairs" +
-                      (f", {len(skipped)} not reached" if skipped else ""))
+        self.on_event(RunEvent("plan", f"{len(jobs)} (cluster, optimizer) pairs" +
+                               (f", {len(skipped)} not reached" if skipped else ""), status="done"))
+        for job in jobs:
+            self.on_event(RunEvent("optimize", "waiting", subject=f"{job.cluster} / {job.optimizer}"))
+        for skip in skipped:
+            self.on_event(RunEvent("optimize", skip["reason"], subject=f"{skip['cluster']} / {skip['optimizer']}",
+                                   status="skipped"))
         return {"jobs": [j.model_dump() for j in jobs], "skipped": skipped}
 
     def fan_out_jobs(self, state: RunState) -> list[Send] | str:
@@ -151,11 +156,12 @@ class Nodes:
         job = Job.model_validate(state["job"])
         label = f"{job.cluster} / {job.optimizer}"
         if self._deadline_passed(state):  # type: ignore[arg-type]
-            return {"skipped": [{"cluster": job.cluster, "optimizer": job.optimizer,
-                                 "reason": "not reached: the run's wall-time budget was spent"}]}
+            reason = "not reached: the run's wall-time budget was spent"
+            self.on_event(RunEvent("optimize", reason, subject=label, status="skipped"))
+            return {"skipped": [{"cluster": job.cluster, "optimizer": job.optimizer, "reason": reason}]}
         self._clean_job(job)
         clock = time.monotonic()
-        self.on_event(f"optimize {label}: started")
+        self.on_event(RunEvent("optimize", "started", subject=label))
         try:
             result = optimize_cluster(
                 self.config, job.cluster, optimizer=job.optimizer, run_id=state_run_id(self.layout),
@@ -163,8 +169,9 @@ class Nodes:
                               deadline=None if job.wall_s is None else time.time() + job.wall_s),
                 max_candidates=self.options.max_candidates, sandbox_kind=self.options.sandbox_kind,
                 first_n=job.first_n, out_dir=self.layout.optimize(job.cluster, job.index),
-                on_event=lambda m: self.on_event(f"optimize {label}: {m}"))
+                on_event=lambda m: self.on_event(RunEvent("optimize", m, subject=label)))
         except Exception as exc:  # noqa: BLE001 - one branch's failure is reported, the run goes on
+            self.on_event(RunEvent("optimize", f"{type(exc).__name__}: {exc}", subject=label, status="failed"))
             return {"errors": [f"optimize {label}: {type(exc).__name__}: {exc}"]}
         out: dict[str, Any] = {"timings": {f"optimize {label}": time.monotonic() - clock},
                                "cost_usd": sum(r.cost_usd for r in result.runs)}
@@ -179,7 +186,11 @@ class Nodes:
                      "models": {"target": self.config.model.name, "optimizer": self.config.model.optimizer},
                      "cost_usd": c.cost_usd, "metric_calls": c.metric_calls},
         ).model_dump() for c in result.candidates]
-        self.on_event(f"optimize {label}: {len(result.candidates)} candidate(s)")
+        for c in result.candidates:
+            self.on_event(RunEvent("gate", "waiting", subject=c.id))
+        self.on_event(RunEvent("optimize", f"{len(result.candidates)} candidate(s)" if result.finding is None else
+                               f"not optimized: {result.finding.title}", subject=label,
+                               status="done" if result.finding is None else "skipped"))
         return out
 
     # ---- gate --------------------------------------------------------------------------------
@@ -201,20 +212,23 @@ class Nodes:
         candidate = CandidateOutcome.model_validate(state["candidate"])
         if self._deadline_passed(state):  # type: ignore[arg-type]
             candidate.gate = {"passed": False, "reasons": ["not gated: the run's wall-time budget was spent"]}
+            self.on_event(RunEvent("gate", candidate.gate["reasons"][0], subject=candidate.id, status="refused"))
             return {"gated": [candidate.model_dump()]}
         clock = time.monotonic()
-        self.on_event(f"gate {candidate.id}: replaying the held-out cases and the regression set")
+        self.on_event(RunEvent("gate", "replaying the held-out cases and the regression set", subject=candidate.id))
         out_dir = self.layout.verdict(candidate.id)
         try:
             verdict = run_gate(self.config, candidate.branch, cluster=candidate.cluster,
                                sandbox_kind=self.options.sandbox_kind, out_dir=out_dir,
-                               on_event=lambda m: self.on_event(f"gate {candidate.id}: {m}"))
+                               on_event=lambda m: self.on_event(RunEvent("gate", m, subject=candidate.id)))
             candidate.gate = {"passed": verdict.passed, "reasons": verdict.reasons, "verdict_id": verdict.verdict_id,
                               "verdict_path": str(out_dir / "verdict.json"),
                               "target": next((c.model_dump() for c in verdict.checks if c.section == "target"), None)}
         except Exception as exc:  # noqa: BLE001 - fail-closed: an error refuses the candidate
             candidate.gate = {"passed": False, "reasons": [f"the gate could not run: {type(exc).__name__}: {exc}"]}
-        self.on_event(f"gate {candidate.id}: {'PASSED' if candidate.gate['passed'] else 'refused'}")
+        passed = candidate.gate["passed"]
+        self.on_event(RunEvent("gate", "PASSED" if passed else "refused: " + "; ".join(candidate.gate["reasons"])[:300],
+                               subject=candidate.id, status="passed" if passed else "refused"))
         return {"gated": [candidate.model_dump()], "timings": {f"gate {candidate.id}": time.monotonic() - clock}}
 
     # ---- enqueue -----------------------------------------------------------------------------
@@ -245,7 +259,8 @@ class Nodes:
                         proposals.append({"candidate": c.id, "proposal": None, "reason": str(exc)})
                         continue
                     proposals.append({"candidate": c.id, "proposal": pid, "branch": c.branch})
-        self.on_event(f"enqueue: {sum(1 for p in proposals if p['proposal'])} proposal(s) wait for approval")
+        self.on_event(RunEvent("enqueue", f"{sum(1 for p in proposals if p['proposal'])} proposal(s) wait for approval",
+                               status="done"))
         return {"proposals": proposals}
 
     # ---- report ------------------------------------------------------------------------------
@@ -255,7 +270,7 @@ class Nodes:
         from autofix.report import write_report
 
         html, md = write_report(dict(state), self.layout)
-        self.on_event(f"report: {html}")
+        self.on_event(RunEvent("report", str(html), status="done"))
         return {"report": {"html": str(html), "md": str(md)}}
 
 

@@ -23,7 +23,8 @@ from langgraph.graph import END, START, StateGraph
 
 from autofix.config import AutofixConfig
 from autofix.graph.layout import RunLayout, RunLock, new_run_id
-from autofix.graph.nodes import EventCallback, Nodes, RunOptions
+from autofix.graph.events import EventCallback
+from autofix.graph.nodes import Nodes, RunOptions
 from autofix.graph.state import RunState
 
 
