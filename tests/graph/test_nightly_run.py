@@ -118,3 +118,21 @@ def test_two_nights_keep_the_mechanisms_cluster_ids_and_the_report_shows_the_cha
     assert one["retrieval"][2] == "new"
     report = Path(second["report"]["md"]).read_text()
     assert "growing" in report and "16" in report and "24" in report
+
+
+def test_a_resumed_run_counts_the_time_it_worked_not_the_hours_it_lay_killed(tmp_path, monkeypatch) -> None:
+    import time
+
+    from autofix.graph import nodes, resume_run, run
+
+    root = make_target(tmp_path)
+    config = str(root / "autofix.yaml")
+    killed = autofix("run", "-c", config, "--sandbox", "local", "--run-id", "run-night", "--max-wall-s", "3600",
+                     "--json", fault="gate")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    later = lambda: time.time() + 2 * 3600  # noqa: E731 - resumed the next morning, two hours past the budget
+    monkeypatch.setattr(nodes, "wall_clock", later)
+    monkeypatch.setattr(run, "wall_clock", later)
+    data = resume_run(load_config(root / "autofix.yaml"), "run-night").to_json()
+    assert data["candidates"]
+    assert all(c["gate"]["passed"] for c in data["candidates"]), [c["gate"]["reasons"] for c in data["candidates"]]

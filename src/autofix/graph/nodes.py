@@ -9,6 +9,7 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass
+from time import time as wall_clock
 from typing import Any
 
 from langgraph.types import Send
@@ -46,11 +47,14 @@ class Nodes:
 
     def __init__(self, config: AutofixConfig, layout: RunLayout, options: RunOptions, on_event: EventCallback):
         self.config, self.layout, self.options, self.on_event = config, layout, options, on_event
+        self.wall_start: float | None = None
+        """When the wall-time budget started counting; on a resume, now less the time worked before the kill."""
 
     def _deadline_passed(self, state: RunState) -> bool:
         if self.options.wall_s is None:
             return False
-        return time.time() - float(state["budget"]["started"]) > self.options.wall_s
+        start = self.wall_start if self.wall_start is not None else float(state["budget"]["started"])
+        return wall_clock() - start > self.options.wall_s
 
     # ---- triage ------------------------------------------------------------------------------
 

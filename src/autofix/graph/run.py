@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from time import time as wall_clock
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -82,10 +83,18 @@ def _invoke(config: AutofixConfig, run_id: str, options: RunOptions, initial: di
     layout.root.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(layout.checkpoint, check_same_thread=False)
     try:
-        graph = build_graph(Nodes(config, layout, options, on_event), SqliteSaver(conn))
+        nodes = Nodes(config, layout, options, on_event)
+        graph = build_graph(nodes, SqliteSaver(conn))
         thread = {"configurable": {"thread_id": run_id}, "max_concurrency": max_parallel}
-        if initial is None and not graph.get_state(thread).values:  # killed before its first checkpoint
-            initial = json.loads((layout.root / "input.json").read_text(encoding="utf-8"))
+        if initial is None:  # a resume: the wall budget counts the time worked, not the time since the start
+            snapshot = graph.get_state(thread)
+            worked = 0.0
+            if snapshot.values and snapshot.created_at:
+                last = datetime.fromisoformat(snapshot.created_at).timestamp()
+                worked = max(0.0, last - float(snapshot.values["budget"]["started"]))
+            else:  # killed before its first checkpoint
+                initial = json.loads((layout.root / "input.json").read_text(encoding="utf-8"))
+            nodes.wall_start = wall_clock() - worked
         # "sync": each step's checkpoint is on disk before the next step starts, so a kill loses nothing done
         graph.invoke(initial, thread, durability="sync")
         state = dict(graph.get_state(thread).values)
@@ -107,7 +116,7 @@ def start_run(config: AutofixConfig, options: RunOptions | None = None, *, run_i
         (layout.root / "options.json").write_text(json.dumps(options.__dict__, indent=1), encoding="utf-8")
         initial = {"run_id": run_id, "config": str(config.file), "run_dir": str(layout.root),
                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "budget": {"started": time.time(), **options.__dict__}}
+                   "budget": {"started": wall_clock(), **options.__dict__}}
         (layout.root / "input.json").write_text(json.dumps(initial, indent=1), encoding="utf-8")
         state = _invoke(config, run_id, options, initial, on_event, max_parallel)
     return RunResult(run_id=run_id, state=state, wall_s=time.monotonic() - clock)
