@@ -164,6 +164,11 @@ class ReplayConfig(_Strict):
     )
     timeout_s: float = Field(default=900, gt=0, description="Seconds one replay batch may run before it is killed.")
     batch_size: int = Field(default=20, gt=0, description="Cases per replay invocation.")
+    max_sandboxes: int | None = Field(
+        default=None, gt=0,
+        description="Sandboxes running at once in this process, over every replay of a run (candidates replayed in "
+        "parallel share them); default: one per CPU core. With `executor: ray` the cluster's CPUs bound them.",
+    )
     executor: Literal["threads", "ray"] = Field(
         default="threads",
         description="Where batches run: `threads` on this machine, or `ray`: one Ray task per batch (needs "

@@ -4,7 +4,8 @@ A batch is a `BatchJob`: its cases, the command line (with `{cases}` and `{out}`
 worktree folder and the environment. `run_batch` runs one in a sandbox and returns a `BatchOutcome`
 (what the sandbox said and the text the command wrote), which the runner turns into results.
 
-- `threads` (the default): at most `parallel` batches at once in a thread pool, the sandbox and the
+- `threads` (the default): at most `parallel` batches of a replay at once in a thread pool, and at most
+  `replay.max_sandboxes` sandboxes running in the whole process (`sandbox_slots`), the sandbox and the
   io folders of this process.
 - `ray`: each batch is a Ray task (one CPU) that builds its own sandbox of the same kind on the node
   it lands on, runs the batch in a temporary io folder there and returns the outcome by value; the
@@ -17,8 +18,10 @@ worktree folder and the environment. `run_batch` runs one in a sandbox and retur
 
 from __future__ import annotations
 
+import os
 import shlex
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -97,18 +100,33 @@ def batch_io_dir(io_root: Path, job: BatchJob) -> Path:
     return io_root / f"batch-{job.number:04d}"
 
 
-class ThreadExecutor:
-    """At most `parallel` batches at once, in this process, through `sandbox`."""
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
 
-    def __init__(self, sandbox: Sandbox, parallel: int):
+
+def sandbox_slots(limit: int | None) -> threading.BoundedSemaphore:
+    """The process-wide slots of running sandboxes: every replay in this process (the candidates of a run
+    replayed in parallel) takes one per batch, so at most `limit` (default: one per core) run at once."""
+    limit = limit or os.cpu_count() or 1
+    with _slots_lock:
+        return _slots.setdefault(limit, threading.BoundedSemaphore(limit))
+
+
+class ThreadExecutor:
+    """At most `parallel` batches of this replay at once, and at most `max_sandboxes` sandboxes in the whole
+    process, through `sandbox`."""
+
+    def __init__(self, sandbox: Sandbox, parallel: int, max_sandboxes: int | None = None):
         self.sandbox, self.parallel = sandbox, max(1, parallel)
+        self.slots = sandbox_slots(max_sandboxes)
 
     def run(self, jobs: list[BatchJob], io_root: Path, on_done: BatchDone) -> list[BatchOutcome]:
         from concurrent.futures import ThreadPoolExecutor
 
         def one(job: BatchJob) -> BatchOutcome:
             io_dir = batch_io_dir(io_root, job)
-            outcome = run_batch(job, self.sandbox, io_dir)
+            with self.slots:
+                outcome = run_batch(job, self.sandbox, io_dir)
             record_outcome(io_dir, job, outcome)
             on_done(len(job.cases))
             return outcome

@@ -71,7 +71,7 @@ def executor_for(config: AutofixConfig, sandbox: Sandbox, parallel: int) -> Batc
     """The executor `replay.executor` names, bounded to `parallel` batches at once."""
     if config.replay.executor == "ray":
         return RayExecutor(sandbox.name, parallel, config.replay.ray_address)
-    return ThreadExecutor(sandbox, parallel)
+    return ThreadExecutor(sandbox, parallel, config.replay.max_sandboxes)
 
 
 def replay_cases(
