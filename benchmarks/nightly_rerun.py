@@ -5,7 +5,10 @@
 
 Prints, for each run: wall time, model calls and tokens at the gateway (the replays' and the judges'),
 optimizer-model answers asked, and the second/first ratios. The second run replays nothing the replay
-cache knows and asks the optimizer model nothing its answer cache knows.
+cache knows and asks the optimizer model nothing its answer cache knows. What it costs again depends on
+where the first night stopped: an optimizer cut short by its wall-time share on the first night goes
+further on the second (the cached part is quick), and those new trials are new replays; add
+`--wall-s 0` to let both nights stop at the optimizers' own trial limits.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def main() -> None:
     parser.add_argument("--max-jobs", type=int, default=None)
     parser.add_argument("--max-metric-calls", type=int, default=None)
     parser.add_argument("--sandbox", default="local", choices=["local", "docker"])
+    parser.add_argument("--wall-s", type=float, default=None,
+                        help="the run's wall-time budget (--helpdesk: the demo's by default; 0: none, so that the "
+                             "optimizers stop at their own trial limits on both nights)")
     args = parser.parse_args()
     parent = Path(tempfile.mkdtemp(prefix="nightly-rerun-"))
     if args.helpdesk:
@@ -65,6 +71,8 @@ def main() -> None:
 
         options = replace(DEMO_OPTIONS, sandbox_kind=args.sandbox, max_jobs=args.max_jobs or DEMO_OPTIONS.max_jobs,
                           max_metric_calls=args.max_metric_calls or DEMO_OPTIONS.max_metric_calls)
+        if args.wall_s is not None:
+            options = replace(options, wall_s=args.wall_s or None)
     else:
         options = RunOptions(sandbox_kind=args.sandbox, max_jobs=args.max_jobs, max_metric_calls=args.max_metric_calls)
     rows = []

@@ -43,7 +43,7 @@ def prepare_demo_target(example: Path, parent: Path) -> Path:
     return dest / "autofix.yaml"
 
 
-def run_demo(config: AutofixConfig, options: RunOptions = DEMO_OPTIONS, *, max_parallel: int = 1,
+def run_demo(config: AutofixConfig, options: RunOptions = DEMO_OPTIONS, *, max_parallel: int = 2,
              on_event: EventCallback = lambda m: None) -> RunResult:
     """The nightly run on a prepared demo target."""
     return start_run(config, options, max_parallel=max_parallel, on_event=on_event)
