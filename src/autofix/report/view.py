@@ -189,7 +189,7 @@ def build_view(state: Mapping[str, Any]) -> ReportView:
 
     owned = [OwnedFinding(category=c.category, title=c.name or c.id, subject=f"cluster {c.id}", size=c.size,
                           owner=c.owner, rationale=c.rationale, source="triage: no optimizer serves it")
-             for c in clusters if not c.optimized]
+             for c in clusters if not c.optimized and not c.fixable]  # a fixable one not reached is listed as such
     for f in state.get("findings") or []:
         owned.append(_finding(f, "triage: a run-level finding"))
     for s in state.get("skipped") or []:
