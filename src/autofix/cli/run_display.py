@@ -6,6 +6,7 @@ file, cron, CI) each event is one plain line, so nothing is lost to a redraw.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -39,13 +40,15 @@ class _Row:
 
 
 class RunDisplay:
-    """Callable as a run's `on_event`; use as a context manager around the run."""
+    """Callable as a run's `on_event` (from any thread: jobs run in parallel); use as a context manager around
+    the run."""
 
     def __init__(self, console: Console, title: str = "autofix run"):
         self.console, self.title = console, title
         self.rows: dict[tuple[str, str], _Row] = {}
         self.clock = time.monotonic()
         self.live: Live | None = None
+        self.lock = threading.Lock()  # events come from the run's threads, renders from rich's refresh thread
 
     def __enter__(self) -> RunDisplay:
         if self.console.is_terminal:
@@ -59,14 +62,15 @@ class RunDisplay:
 
     def __call__(self, event: RunEvent) -> None:
         now = time.monotonic()
-        key = (event.stage, event.subject)
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = _Row(event.stage, event.subject, event.status, event.message)
-        row.status, row.message = event.status, event.message
-        if event.message != WAITING and row.started is None:
-            row.started = now
-        row.ended = None if event.status == "running" else now
+        with self.lock:
+            key = (event.stage, event.subject)
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = _Row(event.stage, event.subject, event.status, event.message)
+            row.status, row.message = event.status, event.message
+            if event.message != WAITING and row.started is None:
+                row.started = now
+            row.ended = None if event.status == "running" else now
         if self.live is None:
             self.console.print(f"[bold]•[/bold] {escape(str(event))}", soft_wrap=True, highlight=False)
 
@@ -78,7 +82,9 @@ class RunDisplay:
         table.add_column("status", no_wrap=True)
         table.add_column("latest", overflow="ellipsis", no_wrap=True, ratio=3)
         table.add_column("time", justify="right", no_wrap=True)
-        for row in self.rows.values():
+        with self.lock:
+            rows = list(self.rows.values())
+        for row in rows:
             status = WAITING if row.message == WAITING else row.status
             table.add_row(row.stage, escape(row.subject), Text(status, style=STYLE.get(status, "")),
                           escape(row.message), row.seconds(now))
