@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a Docker sandbox on the real daemon, or a clean skip."""
+"""Fixtures shared by every test: a Docker sandbox on the real daemon (or a clean skip), the bundled example's config."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ def docker_sandbox():
         pytest.skip(f"the sandbox base image {BASE_IMAGE} is missing: run sandboxes/base/build.sh")
     logging.getLogger("autofix.sandbox").info("sandbox network gateway: %s", sandbox.gateway_bind_host())
     return sandbox
+
+
+@pytest.fixture(scope="session")
+def helpdesk():
+    """The bundled helpdesk example's configuration, as loaded from its autofix.yaml."""
+    from autofix.config import load_config
+    from autofix.demo import bundled_example
+
+    return load_config(bundled_example())

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from autofix.config import load_config
-from autofix.demo import bundled_example
 from autofix.models.gateway import GatewayServer
 from autofix.models.usage import UsageStore
 from autofix.replay import Case, replay_cases
@@ -19,11 +17,6 @@ CASES = [
     Case(case_id="tool", input="any update on INC-1001?", metadata={"user": "alice.meyer", "now": "2026-11-20"}),
     Case(case_id="vague", input="it's not working", metadata={"now": "2026-11-20"}),
 ]
-
-
-@pytest.fixture(scope="module")
-def helpdesk():
-    return load_config(bundled_example())
 
 
 def replay(helpdesk, sandbox, tmp_path: Path, cases=CASES, config=None, image=None):

@@ -9,7 +9,7 @@ import pytest
 
 from autofix.replay import Case
 from autofix.sandbox.local_backend import LocalSandbox
-from tests.test_replay import helpdesk, replay  # noqa: F401 (helpdesk: a fixture)
+from tests.test_replay import replay
 
 
 class MeetingSandbox(LocalSandbox):
@@ -35,7 +35,7 @@ class MeetingSandbox(LocalSandbox):
 
 
 @pytest.mark.parametrize("limit", [1, 2])
-def test_parallel_replays_share_the_sandbox_bound(helpdesk, tmp_path, limit) -> None:  # noqa: F811
+def test_parallel_replays_share_the_sandbox_bound(helpdesk, tmp_path, limit) -> None:
     config = helpdesk.model_copy(update={"replay": helpdesk.replay.model_copy(update={
         "command": "true {cases} {out}", "batch_size": 1, "max_sandboxes": limit})})
     sandbox = MeetingSandbox()

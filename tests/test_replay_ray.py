@@ -7,7 +7,7 @@ import json
 import pytest
 
 from autofix.sandbox.local_backend import LocalSandbox
-from tests.test_replay import CASES, check_helpdesk_results, helpdesk, replay  # noqa: F401, F811 (helpdesk: a fixture)
+from tests.test_replay import CASES, check_helpdesk_results, replay
 
 ray = pytest.importorskip("ray")
 

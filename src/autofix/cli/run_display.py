@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -31,7 +31,6 @@ class _Row:
     message: str
     started: float | None = None
     ended: float | None = None
-    seen: float = field(default_factory=time.monotonic)
 
     def seconds(self, now: float) -> str:
         if self.started is None:
