@@ -384,3 +384,18 @@ def test_real_local_model_through_a_real_gateway(tmp_path):
         assert row.tokens > 0 and row.tokens == body["usage"]["total_tokens"]
         assert row.cost_usd == 0.0
         assert 0 < row.latency_ms <= elapsed * 1000
+
+
+@pytest.mark.model
+def test_a_request_longer_than_the_local_models_context_is_the_callers_400_not_a_provider_failure(tmp_path):
+    with GatewayServer(tmp_path / "gateway.sqlite3", model=LOCAL_MODEL, host="127.0.0.1", port=0) as gw:
+        key = gw.store.issue_key("run-long")
+        response = httpx.post(
+            gw.base_url + "/chat/completions",
+            json={"messages": [{"role": "user", "content": "word " * 4000}], "max_tokens": 16},
+            headers={"Authorization": f"Bearer {key}", CASE_HEADER: "too-long"}, timeout=120, trust_env=False)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "ContextWindowExceededError" and "context window" in error["message"]
+        # not recorded as a failed call: the replay counts the case as the target's failure, measured
+        assert gw.store.usage_by_case("run-long").get("too-long", {}).get("errors", 0) == 0

@@ -172,7 +172,14 @@ class LocalChatLLM(CustomLLM):
         client: Any = None,
     ) -> ModelResponse:
         kwargs = _chat_kwargs(dict(optional_params or {}))
-        raw = local.chat(messages, **kwargs)
+        try:
+            raw = local.chat(messages, **kwargs)
+        except ValueError as exc:
+            if "exceed context window" not in str(exc):
+                raise
+            # The request is longer than the model can read: the caller's 400 (a prompt the target built too
+            # long is the target's failure), not a provider failure that would leave the case unmeasured.
+            raise litellm.ContextWindowExceededError(message=str(exc), model=model, llm_provider=PROVIDER) from exc
         if "tools" in kwargs or "response_format" in kwargs:
             _repair_json(raw, content="response_format" in kwargs)
         return _to_model_response(raw, model, model_response)
