@@ -136,3 +136,18 @@ def test_a_resumed_run_counts_the_time_it_worked_not_the_hours_it_lay_killed(tmp
     data = resume_run(load_config(root / "autofix.yaml"), "run-night").to_json()
     assert data["candidates"]
     assert all(c["gate"]["passed"] for c in data["candidates"]), [c["gate"]["reasons"] for c in data["candidates"]]
+
+
+def test_parallel_gates_find_their_base_replayed_once_in_the_cache(tmp_path) -> None:
+    from autofix.graph import RunOptions, start_run
+
+    root = make_target(tmp_path)
+    config = load_config(root / "autofix.yaml")
+    data = start_run(config, RunOptions(sandbox_kind="local")).to_json()
+    assert len(data["candidates"]) >= 2  # gated in parallel
+    base = git(root, "rev-parse", "HEAD")
+    replays = [json.loads(p.read_text()) for p in (root / "runs" / "replays").glob("*/replay.json")]
+    for dataset in ("regression", "slice:retrieval-unknown-misses-request:holdout"):
+        of_base = [r for r in replays if r["commit"] == base and r["dataset"] == dataset]
+        # the base replayed once ahead of the gates; each gate then found every case in the cache
+        assert sorted(r["cache_hits"] == r["cases"] for r in of_base) == [False] + [True] * len(data["candidates"])

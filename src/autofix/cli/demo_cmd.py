@@ -62,5 +62,5 @@ def demo(
 
     out = Console()
     _print(result, out)
-    out.print(f"\nreport: {data['report'].get('html')}")
-    out.print(f"review: autofix review list -c {config.file}   (then autofix review show ID, approve or reject)")
+    out.print(f"review: autofix review list -c {config.file}   (then autofix review show ID, approve or reject)",
+              soft_wrap=True, highlight=False)

@@ -39,9 +39,9 @@ def _print(result, out: Console) -> None:  # noqa: ANN001 - a RunResult
         out.print(f"[red]error:[/red] {escape(e)}", soft_wrap=True)
     out.print(f"{len(data['proposals'])} proposal(s) wait for approval · ${data['cost_usd']:.4f} · {data['wall_s']:.0f} s")
     if data["report"]:
-        out.print(f"report: {data['report'].get('html')}")
+        out.print(f"report: {data['report'].get('html')}", soft_wrap=True, highlight=False)  # a path to copy whole
     if data["proposals"]:
-        out.print(f"next: autofix review list -c {result.state.get('config')}")
+        out.print(f"next: autofix review list -c {result.state.get('config')}", soft_wrap=True, highlight=False)
 
 
 def _display(as_json: bool, err: Console, title: str):

@@ -362,6 +362,24 @@ def _safety(config: AutofixConfig, policy: GatePolicy, cand_run: Any, trusted: d
 # --------------------------------------------------------------------------- the gate
 
 
+def replay_base_once(config: AutofixConfig, candidates: list[tuple[str, str | None]], *,
+                     sandbox_kind: str | None = None, on_event: EventCallback = lambda message: None) -> None:
+    """Replay the base of `candidates` ((commit, cluster) pairs) on the regression set and on each cluster's
+    held-out cases, once, before their gates run in parallel: each gate then finds the base in the replay
+    cache instead of every gate replaying it at the same time. A failure here is left to the gates."""
+    from autofix.worktrees.registry import find_repository
+
+    repo, _ = find_repository(config.root)
+    bases = sorted({_git(repo, "merge-base", commit, "HEAD") for commit, _ in candidates})
+    datasets = ["regression", *sorted({f"slice:{c}:holdout" for _, c in candidates if c})]
+    for base in bases:
+        for dataset in datasets:
+            try:
+                _replay(config, base, dataset, sandbox_kind, f"base {base[:12]}, {dataset}", on_event)
+            except Exception as exc:  # noqa: BLE001 - the gate replays it again and reports what breaks
+                on_event(f"base {base[:12]}, {dataset}: not replayed ahead ({type(exc).__name__}: {exc})")
+
+
 def run_gate(
     config: AutofixConfig,
     candidate: str,
