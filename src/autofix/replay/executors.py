@@ -78,16 +78,21 @@ def run_batch(job: BatchJob, sandbox: Sandbox, io_dir: Path) -> BatchOutcome:
     return BatchOutcome(run=run, sandbox_error=None, results_text=text)
 
 
-def record_outcome(io_dir: Path, job: BatchJob, outcome: BatchOutcome) -> None:
-    """The batch's files under the run's io folder, whichever executor ran it (idempotent)."""
-    io_dir.mkdir(parents=True, exist_ok=True)
-    (io_dir / "cases.jsonl").write_text(job.cases_jsonl(), encoding="utf-8")
+def record_sandbox(io_dir: Path, outcome: BatchOutcome) -> None:
+    """What the sandbox said of the batch, beside its cases and results in `io_dir`."""
     if outcome.sandbox_error is not None:
         (io_dir / "sandbox-error.txt").write_text(outcome.sandbox_error, encoding="utf-8")
     if outcome.run is not None:
         (io_dir / "sandbox.json").write_text(outcome.run.model_dump_json(indent=1), encoding="utf-8")
+
+
+def record_remote_outcome(io_dir: Path, job: BatchJob, outcome: BatchOutcome) -> None:
+    """A batch that ran elsewhere (a Ray node), written under the run's io folder as a local one would be."""
+    io_dir.mkdir(parents=True, exist_ok=True)
+    (io_dir / "cases.jsonl").write_text(job.cases_jsonl(), encoding="utf-8")
     if outcome.results_text is not None:
         (io_dir / "results.jsonl").write_text(outcome.results_text, encoding="utf-8")
+    record_sandbox(io_dir, outcome)
 
 
 class BatchExecutor(Protocol):
@@ -126,8 +131,8 @@ class ThreadExecutor:
         def one(job: BatchJob) -> BatchOutcome:
             io_dir = batch_io_dir(io_root, job)
             with self.slots:
-                outcome = run_batch(job, self.sandbox, io_dir)
-            record_outcome(io_dir, job, outcome)
+                outcome = run_batch(job, self.sandbox, io_dir)  # writes the cases and results there itself
+            record_sandbox(io_dir, outcome)
             on_done(len(job.cases))
             return outcome
 
@@ -183,7 +188,7 @@ class RayExecutor:
                 except Exception as exc:  # the task itself died (node lost, worker killed): its cases failed
                     outcome = BatchOutcome(run=None, sandbox_error=f"the Ray task failed: {exc}",
                                            results_text=None)
-                record_outcome(batch_io_dir(io_root, job), job, outcome)
+                record_remote_outcome(batch_io_dir(io_root, job), job, outcome)
                 outcomes[job.number] = outcome
                 on_done(len(job.cases))
         return [outcomes[job.number] for job in jobs]
